@@ -1,0 +1,2 @@
+//! Project automation entry point (filled in below).
+fn main() {}
