@@ -2,12 +2,14 @@
 //! and the store. Nothing here does I/O; every collection is ordered (BTree*) so that everything derived from
 //! these types is deterministic.
 
+pub mod desired;
 pub mod directory;
 pub mod ledger;
 pub mod observed;
 pub mod plan;
 pub mod role;
 
+pub use desired::{Desired, DesiredUser, RoleGrant, TeamRef};
 pub use directory::{DirectorySnapshot, DirectoryUser, GroupMapping, ReadStats};
 pub use ledger::{Ledger, OwnedFact};
 pub use observed::{Observed, ObservedOrg, ObservedTeam, ObservedUser};

@@ -26,10 +26,13 @@ impl fmt::Display for Reason {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
+    /// `org_id` is the first org the user is mapped to: Grafana auto-assigns a new user to it as Viewer,
+    /// and the following `AddOrgUser` for that org then settles the role.
     CreateUser {
         login: String,
         email: String,
         name: String,
+        org_id: Option<i64>,
     },
     CreateTeam {
         org_id: i64,
