@@ -4,6 +4,7 @@
 
 pub mod desired;
 pub mod directory;
+pub mod event;
 pub mod ledger;
 pub mod observed;
 pub mod plan;
@@ -11,6 +12,7 @@ pub mod role;
 
 pub use desired::{Desired, DesiredUser, RoleGrant, TeamRef};
 pub use directory::{DirectorySnapshot, DirectoryUser, GroupMapping, ReadStats};
+pub use event::LoginEvent;
 pub use ledger::{Ledger, OwnedFact};
 pub use observed::{Observed, ObservedOrg, ObservedTeam, ObservedUser};
 pub use plan::{Breaker, Change, Kept, Plan, PlannedChange, Reason};
