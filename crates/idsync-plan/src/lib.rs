@@ -30,6 +30,10 @@ pub struct PlanInput<'a> {
     pub policy: &'a Policy,
     /// Set by the caller when the directory read cannot be trusted for removals.
     pub withhold_removals: Option<&'a str>,
+    /// Plan for one user only (a `login_key`), as a login event does. `observed` then needs to hold only that
+    /// user, the orgs, and the teams the user has or is granted; other users are left alone, and a user the
+    /// directory does not have is left to full syncs (which deprovision).
+    pub scope: Option<&'a str>,
 }
 
 /// An existing team, found by id.
@@ -55,10 +59,22 @@ struct Planner<'a> {
 pub fn plan(input: PlanInput<'_>) -> Plan {
     let mut planner = Planner::new(input);
     planner.plan_teams();
-    for user in input.desired.users.values() {
-        planner.plan_present_user(user);
+    match input.scope {
+        None => {
+            for user in input.desired.users.values() {
+                planner.plan_present_user(user);
+            }
+            planner.plan_gone_users();
+        }
+        Some(key) => match input.desired.users.get(key) {
+            Some(user) => planner.plan_present_user(user),
+            None => {
+                planner.warnings.insert(format!(
+                    "{key} is not in the directory; full syncs handle deprovisioning"
+                ));
+            }
+        },
     }
-    planner.plan_gone_users();
     planner.finish()
 }
 
@@ -120,7 +136,13 @@ impl<'a> Planner<'a> {
     /// Creates the managed teams that do not exist, and handles members of managed teams nobody grants.
     fn plan_teams(&mut self) {
         let desired = self.input.desired;
+        let scope = self.input.scope;
         for (team, authoritative) in &desired.teams {
+            let in_scope =
+                scope.is_none_or(|key| desired.users.get(key).is_some_and(|u| u.teams.contains_key(team)));
+            if !in_scope {
+                continue;
+            }
             let Some(org_id) = self.resolve_org(&team.org) else {
                 continue;
             };
@@ -144,6 +166,9 @@ impl<'a> Planner<'a> {
                 let Some(login) = self.logins_by_id.get(member_id).copied() else {
                     continue;
                 };
+                if scope.is_some_and(|key| key != login) {
+                    continue;
+                }
                 let granted = desired
                     .users
                     .get(login)
@@ -455,7 +480,11 @@ impl<'a> Planner<'a> {
         let input = self.input;
         let warnings: Vec<String> = self.warnings.into_iter().collect();
         let mut removals_withheld = input.withhold_removals.map(str::to_string);
-        if removals_withheld.is_none() && input.desired.users.is_empty() && input.ledger.managed_users() > 0 {
+        if removals_withheld.is_none()
+            && input.scope.is_none()
+            && input.desired.users.is_empty()
+            && input.ledger.managed_users() > 0
+        {
             removals_withheld = Some(format!(
                 "the directory returned no users while idsync manages {} user(s) for this source",
                 input.ledger.managed_users()

@@ -32,7 +32,7 @@ fn check(path: &Path) -> Result<(), String> {
             path.display()
         ));
     }
-    // Applying the plan converges: a second plan over the resulting state is empty (unless refused).
+    // Applying the plan converges: a second plan (same scope) over the resulting state is empty (unless refused).
     if !plan.breaker.tripped && plan.removals_withheld.is_none() {
         let mut observed = case.observed();
         let mut ledger = case.ledger();
@@ -46,6 +46,7 @@ fn check(path: &Path) -> Result<(), String> {
             ledger: &ledger,
             policy: &policy,
             withhold_removals: None,
+            scope: case.scope.as_deref(),
         });
         if !again.is_empty() {
             return Err(format!(

@@ -160,6 +160,7 @@ proptest! {
             let again = idsync_plan::plan(idsync_plan::PlanInput {
                 source: "ldap", desired: &desired, observed: &observed, ledger: &ledger, policy: &policy,
                 withhold_removals: None,
+            scope: None,
             });
             prop_assert!(again.is_empty(), "not converged after:\n{}\nsecond plan:\n{}", plan.to_text(), again.to_text());
         }

@@ -37,6 +37,9 @@ pub struct Case {
     pub withhold: Option<String>,
     #[serde(default)]
     pub force: bool,
+    /// Plan for this login only, as a login event does.
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,6 +226,7 @@ impl Case {
             ledger: &ledger,
             policy: &policy,
             withhold_removals: self.withhold.as_deref(),
+            scope: self.scope.as_deref(),
         })
     }
 }
