@@ -394,7 +394,10 @@ pub(crate) fn random_password() -> String {
     chars.into_iter().collect()
 }
 
-async fn lookup_user(client: &GrafanaClient, login: &str) -> Result<Option<UserProfile>, GrafanaError> {
+pub(crate) async fn lookup_user(
+    client: &GrafanaClient,
+    login: &str,
+) -> Result<Option<UserProfile>, GrafanaError> {
     let path = format!("/api/users/lookup?loginOrEmail={}", enc(login));
     let response = client.transport().get(&path, Auth::Global).await?;
     if response.status == StatusCode::NOT_FOUND {

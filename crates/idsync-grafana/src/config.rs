@@ -49,8 +49,13 @@ pub struct GrafanaConfig {
     pub retry_base_delay: Duration,
     /// Largest backoff delay. Default 10 s. (A `Retry-After` is honoured up to 60 s, or this if larger.)
     pub retry_max_delay: Duration,
-    /// `perpage` of paged reads (`/api/orgs`, `/api/users/search`, `/api/teams/search`). Default 1000.
+    /// `perpage` of paged reads (`/api/orgs`, `/api/users/search`, `/api/teams/search`,
+    /// `/api/orgs/:orgId/users/search`). Default 1000.
     pub page_size: usize,
+    /// How long [`crate::GrafanaClient::observe_user`] reuses the org list (ids and names) it last read; a bulk
+    /// observe refreshes it too. Orgs rarely change, and an org created meanwhile is seen once this has passed.
+    /// Default 30 s; zero reads the org list on every call.
+    pub org_cache_ttl: Duration,
     /// PEM file with the CA certificate(s) to trust **instead of** the system roots (like `curl --cacert`).
     pub ca_cert: Option<PathBuf>,
     /// Disables TLS certificate verification. Off by default; for tests only.
@@ -65,6 +70,7 @@ impl GrafanaConfig {
     pub const DEFAULT_RETRY_BASE_DELAY: Duration = Duration::from_millis(200);
     pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(10);
     pub const DEFAULT_PAGE_SIZE: usize = 1000;
+    pub const DEFAULT_ORG_CACHE_TTL: Duration = Duration::from_secs(30);
 
     /// A configuration with no credentials and every default.
     pub fn new(url: url::Url) -> Self {
@@ -79,6 +85,7 @@ impl GrafanaConfig {
             retry_base_delay: Self::DEFAULT_RETRY_BASE_DELAY,
             retry_max_delay: Self::DEFAULT_RETRY_MAX_DELAY,
             page_size: Self::DEFAULT_PAGE_SIZE,
+            org_cache_ttl: Self::DEFAULT_ORG_CACHE_TTL,
             ca_cert: None,
             insecure_skip_verify: false,
         }
@@ -99,6 +106,7 @@ impl fmt::Debug for GrafanaConfig {
             .field("retry_base_delay", &self.retry_base_delay)
             .field("retry_max_delay", &self.retry_max_delay)
             .field("page_size", &self.page_size)
+            .field("org_cache_ttl", &self.org_cache_ttl)
             .field("ca_cert", &self.ca_cert)
             .field("insecure_skip_verify", &self.insecure_skip_verify)
             .finish()
@@ -131,6 +139,7 @@ mod tests {
         assert_eq!(cfg.timeout, Duration::from_secs(30));
         assert_eq!(cfg.max_retries, 5);
         assert_eq!(cfg.page_size, 1000);
+        assert_eq!(cfg.org_cache_ttl, Duration::from_secs(30));
         assert!(!cfg.insecure_skip_verify);
     }
 }

@@ -52,10 +52,13 @@ pub(crate) struct UserProfile {
     #[serde(default, deserialize_with = "null_default")]
     pub login: String,
     #[serde(default, deserialize_with = "null_default")]
+    pub email: String,
+    #[serde(default, deserialize_with = "null_default")]
     pub is_grafana_admin: bool,
 }
 
-/// One entry of `GET /api/orgs/:orgId/users` (a bare array).
+/// One entry of `GET /api/orgs/:orgId/users` (a bare array) or of `orgUsers` in
+/// `GET /api/orgs/:orgId/users/search`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct OrgUserDto {
@@ -70,6 +73,16 @@ pub(crate) struct OrgUserDto {
     pub is_disabled: bool,
 }
 
+/// `GET /api/orgs/:orgId/users/search`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OrgUserSearchPage {
+    #[serde(default, deserialize_with = "null_default")]
+    pub total_count: i64,
+    #[serde(default, deserialize_with = "null_default")]
+    pub org_users: Vec<OrgUserDto>,
+}
+
 /// `GET /api/teams/search`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -80,6 +93,7 @@ pub(crate) struct TeamSearchPage {
     pub teams: Vec<TeamDto>,
 }
 
+/// One entry of `teams` in `GET /api/teams/search`, or `GET /api/teams/:teamId`.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct TeamDto {
     pub id: i64,
@@ -92,6 +106,10 @@ pub(crate) struct TeamDto {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct TeamMemberDto {
     pub user_id: i64,
+    #[serde(default, deserialize_with = "null_default")]
+    pub login: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub email: String,
 }
 
 /// `POST /api/admin/users` → `{"id","uid","message"}`.
@@ -177,6 +195,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(members[0].user_id, 9);
+        assert_eq!((members[0].login.as_str(), members[0].email.as_str()), ("l", "e"));
+    }
+
+    #[test]
+    fn org_user_search_page() {
+        let page: OrgUserSearchPage = serde_json::from_str(
+            r#"{"totalCount":1,"orgUsers":[{"orgId":2,"userId":3,"uid":"u","email":"b@x","name":"Bob",
+                "avatarUrl":"","login":"Bob","role":"Editor","lastSeenAt":"","lastSeenAtAge":"","isDisabled":true,
+                "authLabels":null,"isExternallySynced":false,"isProvisioned":false}],"page":1,"perPage":1000}"#,
+        )
+        .unwrap();
+        assert_eq!(page.total_count, 1);
+        let row = &page.org_users[0];
+        assert_eq!(
+            (row.user_id, row.login.as_str(), row.role.as_str()),
+            (3, "Bob", "Editor")
+        );
+        assert!(row.is_disabled);
+        let empty: OrgUserSearchPage = serde_json::from_str(r#"{"totalCount":0,"orgUsers":null}"#).unwrap();
+        assert!(empty.org_users.is_empty());
     }
 
     #[test]
@@ -195,5 +233,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!((p.id, p.login.as_str(), p.is_grafana_admin), (3, "L", false));
+        assert_eq!(p.email, "e@x");
     }
 }

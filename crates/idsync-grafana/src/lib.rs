@@ -4,7 +4,9 @@
 //! concurrent, bounded) into [`idsync_core::Observed`]; [`GrafanaClient::apply`] carries out a
 //! [`idsync_core::Plan`] phase by phase, each change idempotently (Grafana's "already there" answers count as
 //! success), and stops before the next phase when Grafana is unreachable, overloaded or refuses our
-//! credentials, so removals never run after failed additions.
+//! credentials, so removals never run after failed additions. [`GrafanaClient::observe_user`] reads only what
+//! one user's sync needs (a login event): the orgs (cached briefly), that user, its org roles, and the teams it
+//! is granted or was added to, with only its own membership in each (see [`UserScope`]).
 //!
 //! Credentials: global calls (orgs and users listing, user accounts, the server-admin flag) use server-admin
 //! basic auth; calls about one org use that org's service-account token when one is configured (and never any
@@ -16,6 +18,7 @@ mod dto;
 mod error;
 mod http;
 mod observe;
+mod observe_user;
 mod tls;
 
 use std::collections::BTreeSet;
@@ -24,6 +27,7 @@ use std::sync::Arc;
 pub use apply::{ApplyReport, ChangeOutcome, OutcomeStatus};
 pub use config::{BasicAuth, GrafanaConfig};
 pub use error::{ErrorKind, GrafanaError};
+pub use observe_user::UserScope;
 
 use crate::http::{Auth, Transport};
 
@@ -38,6 +42,10 @@ struct Inner {
     page_size: usize,
     concurrency: usize,
     read_concurrency: usize,
+    /// How long `observe_user` reuses the org list.
+    org_cache_ttl: std::time::Duration,
+    /// The org list last read (by `observe_user`, or a complete bulk observe).
+    org_cache: tokio::sync::Mutex<Option<observe_user::OrgCache>>,
     /// The user id of the basic-auth caller, looked up once (teams it creates get it as a member).
     caller_id: tokio::sync::OnceCell<i64>,
 }
@@ -67,6 +75,8 @@ impl GrafanaClient {
                 page_size: cfg.page_size,
                 concurrency: cfg.concurrency.max(1),
                 read_concurrency: cfg.read_concurrency.max(1),
+                org_cache_ttl: cfg.org_cache_ttl,
+                org_cache: tokio::sync::Mutex::new(None),
                 caller_id: tokio::sync::OnceCell::new(),
             }),
         })
@@ -104,6 +114,19 @@ impl GrafanaClient {
     /// Bulk read of Grafana's state; `orgs` limits the per-org reads (members, teams) to those org ids.
     pub async fn observe(&self, orgs: Option<&BTreeSet<i64>>) -> Result<idsync_core::Observed, GrafanaError> {
         observe::observe(self, orgs).await
+    }
+
+    /// Reads only what one user's sync needs, for login events: every org (id and name; the list is reused for
+    /// `org_cache_ttl`), the user if Grafana has it (with its server-admin flag), its role in each org it belongs
+    /// to, and, of the teams `scope` names by name or by ledger id, those that exist, each with `members` either
+    /// `{user id}` or empty. Other users and teams are left out, which is what a plan scoped to this user needs.
+    /// A user Grafana does not have is absent, with no memberships.
+    ///
+    /// Requests: at most 1 (org list, when not cached) + 1 (user) + one per org + two per named team or ledger
+    /// id (a ledger id whose team a name already found costs none), run concurrently up to `read_concurrency`.
+    /// Token-only, only the token orgs are listed and read and the server-admin flag reads as `false`.
+    pub async fn observe_user(&self, scope: &UserScope<'_>) -> Result<idsync_core::Observed, GrafanaError> {
+        observe_user::observe_user(self, scope).await
     }
 
     /// Applies a plan; see [`ApplyReport`] and the crate docs.

@@ -62,18 +62,18 @@ pub(crate) async fn observe(
     let t = client.transport();
     let wanted = |id: i64| filter.is_none_or(|f| f.contains(&id));
 
+    let orgs_read_at = std::time::Instant::now();
     let all_orgs: Vec<OrgDto> = if t.has_basic() {
         list_orgs(client).await?
     } else {
         // Token-only: the orgs are those we hold a token for; each token names its own org.
         let orgs: Vec<i64> = t.token_orgs().filter(|id| wanted(*id)).collect();
-        let c = client.clone();
-        concurrently(client.inner.read_concurrency, orgs, move |org| {
-            let c = c.clone();
-            async move { current_org(&c, org).await }
-        })
-        .await?
+        token_orgs(client, orgs).await?
     };
+    if t.has_basic() || filter.is_none() {
+        // The whole org list: keep it for `observe_user`.
+        crate::observe_user::remember_orgs(client, &all_orgs, orgs_read_at);
+    }
     let managed: Vec<i64> = all_orgs.iter().map(|o| o.id).filter(|id| wanted(*id)).collect();
     if let Some(filter) = filter {
         for missing in filter.iter().filter(|id| !managed.contains(id)) {
@@ -189,7 +189,7 @@ impl OrgPager {
     }
 }
 
-async fn list_orgs(client: &GrafanaClient) -> Result<Vec<OrgDto>, GrafanaError> {
+pub(crate) async fn list_orgs(client: &GrafanaClient) -> Result<Vec<OrgDto>, GrafanaError> {
     let t = client.transport();
     let per = client.inner.page_size;
     let mut orgs: BTreeMap<i64, OrgDto> = BTreeMap::new();
@@ -212,6 +212,18 @@ async fn list_orgs(client: &GrafanaClient) -> Result<Vec<OrgDto>, GrafanaError> 
         }
     }
     Ok(orgs.into_values().collect())
+}
+
+/// The orgs of these tokens (see [`current_org`]), read concurrently, in id order.
+pub(crate) async fn token_orgs(client: &GrafanaClient, orgs: Vec<i64>) -> Result<Vec<OrgDto>, GrafanaError> {
+    let c = client.clone();
+    let mut found = concurrently(client.inner.read_concurrency, orgs, move |org| {
+        let c = c.clone();
+        async move { current_org(&c, org).await }
+    })
+    .await?;
+    found.sort_by_key(|org| org.id);
+    Ok(found)
 }
 
 /// The org a token belongs to: `GET /api/org` (the token's current org), else `GET /api/orgs/:id` with that
@@ -246,7 +258,7 @@ async fn current_org(client: &GrafanaClient, org: i64) -> Result<OrgDto, Grafana
 }
 
 /// Fetches a paged search: page 1 (which tells the total), then the remaining pages concurrently.
-async fn paged<P, T>(
+pub(crate) async fn paged<P, T>(
     client: &GrafanaClient,
     base: String,
     auth: Auth,
