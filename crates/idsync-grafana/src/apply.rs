@@ -213,11 +213,15 @@ pub(crate) async fn apply(
             ids: &ids,
             home_org: &home_org,
         };
-        let outcomes: Vec<(usize, ChangeOutcome)> = futures::stream::iter(items)
-            .map(|(index, planned)| {
+        // The futures are built before the stream (boxed, in a Vec): a stream that keeps a closure over
+        // borrowed items is not provably `Send` for every lifetime (rustc's higher-ranked inference), and
+        // callers spawn `apply` on tokio.
+        let pending: Vec<futures::future::BoxFuture<'_, (usize, ChangeOutcome)>> = items
+            .into_iter()
+            .map(|(index, planned)| -> futures::future::BoxFuture<'_, (usize, ChangeOutcome)> {
                 let ctx = &ctx;
                 let stop = &stop;
-                async move {
+                Box::pin(async move {
                     let outcome = if stop.load(Ordering::Relaxed) {
                         not_attempted(planned)
                     } else {
@@ -232,8 +236,10 @@ pub(crate) async fn apply(
                     log_outcome(&outcome);
                     progress(&outcome);
                     (index, outcome)
-                }
+                })
             })
+            .collect();
+        let outcomes: Vec<(usize, ChangeOutcome)> = futures::stream::iter(pending)
             .buffer_unordered(client.inner.concurrency)
             .collect()
             .await;

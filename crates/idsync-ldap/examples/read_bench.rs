@@ -8,7 +8,7 @@ use std::time::Instant;
 use idsync_ldap::{LdapOptions, LdapSource, LdapToml};
 use idsync_testkit::ldif::Workload;
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {

@@ -14,9 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use idsync_core::{DirectorySnapshot, DirectoryUser, ReadStats, login_key};
 
-use crate::build::{
-    GroupSearchBuild, GroupSearchItem, MemberOfBuild, Offload, UserKey, UserShape, group_set,
-};
+use crate::build::{GroupSearchBuild, MemberOfBuild, UserKey, UserShape, group_set};
 use crate::conn::{Connection, value_str};
 use crate::error::{ErrorKind, LdapError};
 use crate::filter::{GROUP_CLASSES_FILTER, escape_filter_value, presence_filter, substitute};
@@ -81,10 +79,13 @@ impl LdapSource {
     /// The read runs on a dedicated thread with its own single-threaded runtime: the connection's decoder
     /// and the code consuming entries then hand entries over without cross-thread wake-ups (on a
     /// multi-threaded runtime that ping-pong made a 100k-user read ~2.5× slower on 2 cores), and a read that
-    /// is CPU-bound for seconds does not stall the caller's worker threads.
+    /// is CPU-bound for seconds does not stall the caller's worker threads. The caller's tracing span is
+    /// carried over. Dropping the returned future does not stop a read already under way.
     pub async fn read_all(&self) -> Result<DirectorySnapshot, LdapError> {
         let this = self.clone();
+        let span = tracing::Span::current();
         let read = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -391,23 +392,11 @@ impl<'a> Plan<'a> {
         conn: &Connection,
         filter: &str,
         table: &mut GroupTable,
-        paged_all: bool,
     ) -> Result<(), LdapError> {
         let attrs = vec![self.member_of.clone()];
         for base in self.server.group_search_bases() {
             self.log_search(base, filter, &attrs);
-            let entries = if paged_all {
-                let mut entries = Vec::new();
-                let mut paged = conn.search(base, filter, &attrs).await?;
-                while let Some(entry) = paged.next().await? {
-                    entries.push(entry);
-                }
-                paged.finish().await?;
-                entries
-            } else {
-                conn.search_all(base, filter, &attrs).await?
-            };
-            for mut entry in entries {
+            for mut entry in conn.search_all(base, filter, &attrs).await? {
                 let group = table.intern(&entry.dn);
                 if !table.mark_read(group, entry.dn.clone()) {
                     continue;
@@ -422,15 +411,14 @@ impl<'a> Plan<'a> {
     }
 
     /// memberOf mode: groups first (only when nesting: their own `member_of` gives the parent links), then
-    /// users, each resolved to its final group set on the builder thread as entries stream in.
+    /// users, each resolved to its final group set as entries stream in.
     async fn read_member_of(&self, conn: &Connection, nested: bool) -> Result<ServerRead, LdapError> {
         let mut table = GroupTable::default();
         if nested {
-            self.read_group_parents(conn, GROUP_CLASSES_FILTER, &mut table, true)
+            self.read_group_parents(conn, GROUP_CLASSES_FILTER, &mut table)
                 .await?;
         }
-        let build = MemberOfBuild::new(self.shape.clone(), self.member_of.clone(), table, nested);
-        let mut offload = Offload::start(build, MemberOfBuild::add)?;
+        let mut build = MemberOfBuild::new(self.shape.clone(), self.member_of.clone(), table, nested);
         let mut dns = UniqueDns::new(self.server.search_base_dns.len());
         for base in &self.server.search_base_dns {
             self.log_search(base, &self.user_filter_all, &self.user_attrs);
@@ -440,33 +428,31 @@ impl<'a> Plan<'a> {
                     continue;
                 }
                 let values = conn.values(&mut entry, &self.member_of).await?;
-                let count = values.len();
-                offload.push((entry, values), count)?;
+                build.add(&entry, &values)?;
             }
             paged.finish().await?;
         }
-        let (users, groups) = offload.finish()?.finish();
+        let (users, groups) = build.finish();
         Ok(ServerRead { users, groups })
     }
 
     /// Group-search mode: users first (indexed by their join key), then the groups with their members,
-    /// joined in memory on the builder thread; member values that name groups become nesting links.
+    /// joined in memory; member values that name groups become nesting links.
     async fn read_group_search(
         &self,
         conn: &Connection,
-        build: GroupSearchBuild,
+        mut build: GroupSearchBuild,
         bulk_filter: &str,
         member_attr: &str,
         id_attr: Option<&str>,
     ) -> Result<ServerRead, LdapError> {
-        let mut offload = Offload::start(build, GroupSearchBuild::add)?;
         let mut dns = UniqueDns::new(self.server.search_base_dns.len());
         for base in &self.server.search_base_dns {
             self.log_search(base, &self.user_filter_all, &self.user_attrs);
             let mut paged = conn.search(base, &self.user_filter_all, &self.user_attrs).await?;
             while let Some(entry) = paged.next().await? {
                 if dns.first(&entry.dn) {
-                    offload.push(GroupSearchItem::User(entry), 0)?;
+                    build.add_user(&entry);
                 }
             }
             paged.finish().await?;
@@ -478,17 +464,13 @@ impl<'a> Plan<'a> {
         for base in self.server.group_search_bases() {
             self.log_search(base, bulk_filter, &attrs);
             let mut paged = conn.search(base, bulk_filter, &attrs).await?;
-            let mut n = 0;
             while let Some(mut entry) = paged.next().await? {
-                n += 1;
-                if n % 100 == 0 { eprintln!("group {n} {}", std::fs::read_to_string("/proc/self/status").unwrap_or_default().lines().filter(|l| l.starts_with("VmRSS")).collect::<Vec<_>>().join(" ")); }
                 let members = conn.values(&mut entry, member_attr).await?;
-                let count = members.len();
-                offload.push(GroupSearchItem::Group { entry, members }, count)?;
+                build.add_group(&entry, &members)?;
             }
             paged.finish().await?;
         }
-        let (users, groups) = offload.finish()?.finish();
+        let (users, groups) = build.finish();
         Ok(ServerRead { users, groups })
     }
 
@@ -534,7 +516,7 @@ impl<'a> Plan<'a> {
                 if nested && !groups.is_empty() {
                     // only groups that are themselves members of a group matter for nesting
                     let filter = format!("(&{GROUP_CLASSES_FILTER}({}=*))", self.member_of);
-                    self.read_group_parents(conn, &filter, &mut table, false).await?;
+                    self.read_group_parents(conn, &filter, &mut table).await?;
                 }
                 table.ancestors(nested).expand(&mut groups);
             }

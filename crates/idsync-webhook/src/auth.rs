@@ -163,6 +163,18 @@ impl PreparedAuth {
     }
 }
 
+/// Whether `headers` carry `Authorization: Bearer <expected>`, compared like webhook bearer tokens: both
+/// hashed with SHA-256 and the digests compared in constant time (no content or length leaks). The daemon's
+/// admin endpoints use it too.
+pub fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
+    let Some(presented) = headers.get(header::AUTHORIZATION).and_then(|v| bearer_token(v.as_bytes())) else {
+        return false;
+    };
+    let presented: [u8; 32] = Sha256::digest(presented).into();
+    let expected: [u8; 32] = Sha256::digest(expected.as_bytes()).into();
+    !expected.is_empty() && bool::from(presented.ct_eq(&expected))
+}
+
 /// `Bearer <token>` (scheme case-insensitive, one or more spaces) → the token bytes.
 fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     let (scheme, rest) = value.split_at_checked(6)?;

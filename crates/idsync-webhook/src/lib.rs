@@ -116,7 +116,7 @@ mod reject;
 mod router;
 mod telemetry;
 
-pub use auth::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
+pub use auth::{SIGNATURE_HEADER, TIMESTAMP_HEADER, bearer_matches, sign};
 pub use config::{
     DEFAULT_REPLAY_WINDOW_SECONDS, HookConfigError, HookFormat, Limits, SourceHook, WebhookAuth,
     WebhookConfig, validate_hooks,
