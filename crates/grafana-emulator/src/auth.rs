@@ -2,7 +2,8 @@
 //!
 //! `Caller` is an axum extractor: it authenticates the request (basic auth or a service-account
 //! token), resolves the org the request acts in (`targetOrgId` query, then `X-Grafana-Org-Id`),
-//! and answers 401 with Grafana's bodies when that fails.
+//! and answers 401 with Grafana's bodies when that fails. It only needs the shared database lock;
+//! the occasional bookkeeping write ([`Touch`]) is applied under the exclusive lock afterwards.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -130,10 +131,52 @@ fn credentials(headers: &HeaderMap) -> Option<Credentials> {
     None
 }
 
+/// A bookkeeping write that an authentication implies. Authentication itself only reads, so it
+/// runs under the shared lock; the rare write (at most once per second per token, once per five
+/// minutes per user) takes the exclusive lock afterwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Touch {
+    /// Refresh `last_seen_at` of this user (Grafana's LastSeen hook).
+    LastSeen(i64),
+    /// Set `last_used_at` of this token (by id) to now.
+    TokenUsed(i64),
+}
+
+impl Touch {
+    /// Applies the write (re-checking that it is still due).
+    pub fn apply(self, db: &mut Db) {
+        let n = crate::util::now();
+        match self {
+            Touch::LastSeen(id) => {
+                if let Some(u) = db.user_mut(id)
+                    && n - u.last_seen_at > Duration::minutes(5)
+                {
+                    u.last_seen_at = n;
+                }
+            }
+            Touch::TokenUsed(id) => db.touch_token(id, n),
+        }
+    }
+}
+
 /// Authenticates a request against the database.
 pub fn authenticate(db: &mut Db, headers: &HeaderMap, requested: i64) -> Result<Caller, Response> {
+    let (caller, touch) = authenticate_shared(db, headers, requested);
+    if let Some(touch) = touch {
+        touch.apply(db);
+    }
+    caller
+}
+
+/// Authenticates a request without writing; returns the bookkeeping write it implies (also when
+/// the request is rejected after the credentials were recognised, as Grafana does for tokens).
+pub fn authenticate_shared(
+    db: &Db,
+    headers: &HeaderMap,
+    requested: i64,
+) -> (Result<Caller, Response>, Option<Touch>) {
     match credentials(headers) {
-        None => Err(unauthorized()),
+        None => (Err(unauthorized()), None),
         Some(Credentials::Token(key)) => authenticate_token(db, &key, requested),
         Some(Credentials::Password(login, password)) => {
             authenticate_password(db, &login, &password, requested)
@@ -141,81 +184,89 @@ pub fn authenticate(db: &mut Db, headers: &HeaderMap, requested: i64) -> Result<
     }
 }
 
-fn authenticate_token(db: &mut Db, key: &str, requested: i64) -> Result<Caller, Response> {
+fn authenticate_token(db: &Db, key: &str, requested: i64) -> (Result<Caller, Response>, Option<Touch>) {
     let now = Utc::now();
-    let Some(token) = db.token_by_key_mut(key) else {
-        return Err(invalid_api_key());
+    let Some(token) = db.token_by_key(key) else {
+        return (Err(invalid_api_key()), None);
     };
     if token.expires.is_some_and(|e| e <= now) {
-        return Err(errutil(401, "api-key.expired", "Expired API key"));
+        return (Err(errutil(401, "api-key.expired", "Expired API key")), None);
     }
     let (sa_id, key_org) = (token.sa_id, token.org_id);
     if requested != 0 && requested != key_org {
-        return Err(errutil(
+        let mismatch = errutil(
             401,
             "api-key.organization-mismatch",
             "API key does not belong to the requested organization",
-        ));
+        );
+        return (Err(mismatch), None);
     }
-    token.last_used_at = Some(crate::util::now());
+    // `last_used_at` has second precision: only a new second needs a write.
+    let touch = (token.last_used_at != Some(crate::util::now())).then_some(Touch::TokenUsed(token.id));
     let Some(sa) = db.user(sa_id) else {
-        return Err(invalid_api_key());
+        return (Err(invalid_api_key()), touch);
     };
     if sa.is_disabled {
-        return Err(errutil(401, "identity.disabled", "Unauthorized"));
+        return (Err(errutil(401, "identity.disabled", "Unauthorized")), touch);
     }
     let role = db.org_role(key_org, sa_id).unwrap_or(Role::None);
-    Ok(Caller {
+    let caller = Caller {
         user_id: sa_id,
         kind: Kind::ServiceAccount,
         is_server_admin: false,
         org_id: key_org,
         role,
-    })
+    };
+    (Ok(caller), touch)
 }
 
 fn authenticate_password(
-    db: &mut Db,
+    db: &Db,
     login: &str,
     password: &str,
     requested: i64,
-) -> Result<Caller, Response> {
-    let failed = || errutil(401, "password-auth.failed", "Invalid username or password");
+) -> (Result<Caller, Response>, Option<Touch>) {
+    let failed = || {
+        (
+            Err(errutil(
+                401,
+                "password-auth.failed",
+                "Invalid username or password",
+            )),
+            None,
+        )
+    };
     if password.is_empty() {
-        return Err(failed());
+        return failed();
     }
     let Some(id) = db.find_login_or_email(login) else {
-        return Err(failed());
+        return failed();
     };
     let Some(user) = db.user(id) else {
-        return Err(failed());
+        return failed();
     };
     if user.password.as_deref() != Some(password) {
-        return Err(failed());
+        return failed();
     }
     if user.is_disabled {
-        return Err(errutil(401, "identity.disabled", "Unauthorized"));
+        return (Err(errutil(401, "identity.disabled", "Unauthorized")), None);
     }
     let wanted = if requested != 0 { requested } else { user.org_id };
-    let is_admin = user.is_admin;
     let (org_id, role) = match db.org_role(wanted, id) {
         Some(role) => (wanted, role),
         None => (-1, Role::None),
     };
     // LastSeen hook: refreshed at most every five minutes.
-    if let Some(u) = db.user_mut(id) {
-        let n = crate::util::now();
-        if n - u.last_seen_at > Duration::minutes(5) {
-            u.last_seen_at = n;
-        }
-    }
-    Ok(Caller {
+    let touch =
+        (crate::util::now() - user.last_seen_at > Duration::minutes(5)).then_some(Touch::LastSeen(id));
+    let caller = Caller {
         user_id: id,
         kind: Kind::User,
-        is_server_admin: is_admin,
+        is_server_admin: user.is_admin,
         org_id,
         role,
-    })
+    };
+    (Ok(caller), touch)
 }
 
 impl FromRequestParts<EmulatorState> for Caller {
@@ -223,7 +274,10 @@ impl FromRequestParts<EmulatorState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &EmulatorState) -> Result<Self, Self::Rejection> {
         let requested = requested_org(parts);
-        let mut db = state.db();
-        authenticate(&mut db, &parts.headers, requested)
+        let (caller, touch) = authenticate_shared(&state.db_read(), &parts.headers, requested);
+        if let Some(touch) = touch {
+            touch.apply(&mut state.db());
+        }
+        caller
     }
 }

@@ -19,7 +19,7 @@ pub mod util;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use axum::Router;
@@ -53,7 +53,8 @@ impl Default for EmulatorConfig {
 
 pub(crate) struct Inner {
     pub(crate) cfg: EmulatorConfig,
-    pub(crate) db: Mutex<Db>,
+    /// Readers (GETs, authentication) share the database; mutations take it exclusively.
+    pub(crate) db: RwLock<Db>,
     pub(crate) writes: AtomicU64,
     pub(crate) requests: AtomicU64,
     pub(crate) faults: Mutex<Vec<Fault>>,
@@ -72,7 +73,7 @@ impl EmulatorState {
         EmulatorState {
             inner: Arc::new(Inner {
                 cfg,
-                db: Mutex::new(db),
+                db: RwLock::new(db),
                 writes: AtomicU64::new(0),
                 requests: AtomicU64::new(0),
                 faults: Mutex::new(Vec::new()),
@@ -95,9 +96,15 @@ impl EmulatorState {
         &self.inner.cfg
     }
 
-    /// Locks the database. Never hold the guard across an `.await`.
-    pub fn db(&self) -> MutexGuard<'_, Db> {
-        self.inner.db.lock().unwrap_or_else(|e| e.into_inner())
+    /// Locks the database exclusively (for mutations). Never hold the guard across an `.await`.
+    pub fn db(&self) -> RwLockWriteGuard<'_, Db> {
+        self.inner.db.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Locks the database shared (for reads; concurrent readers do not block each other). Never
+    /// hold the guard across an `.await`.
+    pub fn db_read(&self) -> RwLockReadGuard<'_, Db> {
+        self.inner.db.read().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn faults(&self) -> MutexGuard<'_, Vec<Fault>> {

@@ -4,10 +4,11 @@
 //! current-org bookkeeping, duplicate checks) live here; HTTP mapping lives in `api`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::util::{now, sa_token, short_uid};
+use crate::util::{gravatar_url, now, sa_token, short_uid};
 
 /// Grafana basic org role (`org.RoleType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -113,6 +114,83 @@ pub struct User {
     pub updated: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
     pub external: Option<ExternalAuth>,
+    /// Values derived from the row, computed on first use and dropped whenever the row is
+    /// borrowed mutably (so they never go stale).
+    derived: Derived,
+}
+
+/// Lazily computed values derived from a [`User`] row (bulk listings repeat them per row).
+#[derive(Clone, Debug, Default)]
+struct Derived {
+    avatar: OnceLock<String>,
+    fragments: [OnceLock<Box<[u8]>>; 1],
+}
+
+/// A cached, pre-encoded JSON fragment of a user row (see [`User::fragment`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fragment {
+    /// The user fields of a `TeamMemberDTO` (1M rows per full team listing, 10 per user).
+    TeamMember = 0,
+}
+
+impl User {
+    /// `dtos.GetGravatarUrl(email)`, cached (bulk listings would otherwise hash every row).
+    pub fn avatar_url(&self) -> &str {
+        self.derived.avatar.get_or_init(|| gravatar_url(&self.email))
+    }
+
+    /// A JSON fragment encoding some of this row's fields, computed by `encode` on first use and
+    /// cached until the row is next borrowed mutably. Each [`Fragment`] kind must always be
+    /// encoded by the same function.
+    pub fn fragment(&self, kind: Fragment, encode: impl FnOnce(&User) -> Vec<u8>) -> &[u8] {
+        self.derived.fragments[kind as usize].get_or_init(|| encode(self).into_boxed_slice())
+    }
+}
+
+/// The `user` table indexed by id: ids are handed out densely and never reused, so a row is an
+/// array slot and a lookup costs one access (bulk listings look up a user per membership row).
+#[derive(Debug, Default)]
+struct UserTable {
+    rows: Vec<Option<User>>,
+}
+
+impl UserTable {
+    fn slot(id: i64) -> Option<usize> {
+        usize::try_from(id).ok()
+    }
+
+    fn get(&self, id: &i64) -> Option<&User> {
+        self.rows.get(Self::slot(*id)?)?.as_ref()
+    }
+
+    /// Mutable access; drops the derived values since the caller may change any field.
+    fn get_mut(&mut self, id: &i64) -> Option<&mut User> {
+        let user = self.rows.get_mut(Self::slot(*id)?)?.as_mut()?;
+        user.derived = Derived::default();
+        Some(user)
+    }
+
+    fn contains_key(&self, id: &i64) -> bool {
+        self.get(id).is_some()
+    }
+
+    fn insert(&mut self, id: i64, user: User) {
+        let Some(slot) = Self::slot(id) else {
+            return;
+        };
+        if self.rows.len() <= slot {
+            self.rows.resize_with(slot + 1, || None);
+        }
+        self.rows[slot] = Some(user);
+    }
+
+    fn remove(&mut self, id: &i64) -> Option<User> {
+        self.rows.get_mut(Self::slot(*id)?)?.take()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &User> {
+        self.rows.iter().flatten()
+    }
 }
 
 /// A row of the `org` table.
@@ -232,12 +310,15 @@ pub struct Db {
     next_org_id: i64,
     next_team_id: i64,
     next_token_id: i64,
-    users: BTreeMap<i64, User>,
+    users: UserTable,
     login_idx: HashMap<String, i64>,
     email_idx: HashMap<String, i64>,
     uid_idx: HashMap<String, i64>,
     /// Non-service-account users ordered by `(login, email)` for search paging.
     users_sorted: BTreeSet<(String, String, i64)>,
+    /// Position of every user id in `users_sorted` (`u32::MAX`: not in it), built on first use
+    /// and dropped when `users_sorted` changes. Listings sort by it instead of comparing strings.
+    login_rank: OnceLock<Vec<u32>>,
     orgs: BTreeMap<i64, Org>,
     org_name_idx: BTreeMap<String, i64>,
     org_users: BTreeMap<(i64, i64), OrgUser>,
@@ -260,11 +341,12 @@ impl Db {
             next_org_id: 1,
             next_team_id: 1,
             next_token_id: 1,
-            users: BTreeMap::new(),
+            users: UserTable::default(),
             login_idx: HashMap::new(),
             email_idx: HashMap::new(),
             uid_idx: HashMap::new(),
             users_sorted: BTreeSet::new(),
+            login_rank: OnceLock::new(),
             orgs: BTreeMap::new(),
             org_name_idx: BTreeMap::new(),
             org_users: BTreeMap::new(),
@@ -319,6 +401,7 @@ impl Db {
             updated: t,
             last_seen_at: t - Duration::days(3652),
             external: None,
+            derived: Derived::default(),
         };
         self.login_idx.insert(user.login.to_lowercase(), id);
         self.email_idx.insert(user.email.to_lowercase(), id);
@@ -326,6 +409,7 @@ impl Db {
         if !user.is_service_account {
             self.users_sorted
                 .insert((user.login.clone(), user.email.clone(), id));
+            self.login_rank.take();
         }
         self.users.insert(id, user);
         id
@@ -371,7 +455,8 @@ impl Db {
         self.users.get(&id)
     }
 
-    /// Mutable access to a user row.
+    /// Mutable access to a user row (its cached avatar and JSON fragments are dropped). The
+    /// lookup and ordering indexes are not updated: do not change `login` or `email` here.
     pub fn user_mut(&mut self, id: i64) -> Option<&mut User> {
         self.users.get_mut(&id)
     }
@@ -403,9 +488,14 @@ impl Db {
 
     /// Non-service-account users in `(login, email)` order.
     pub fn users_in_login_order(&self) -> impl Iterator<Item = &User> {
-        self.users_sorted
-            .iter()
-            .filter_map(|(_, _, id)| self.users.get(id))
+        self.user_ids_in_login_order()
+            .filter_map(|id| self.users.get(&id))
+    }
+
+    /// Ids of non-service-account users in `(login, email)` order (cheap to skip through: no row
+    /// lookups, so deep pages do not pay for the rows before them).
+    pub fn user_ids_in_login_order(&self) -> impl Iterator<Item = i64> + '_ {
+        self.users_sorted.iter().map(|(_, _, id)| *id)
     }
 
     /// Number of non-service-account users.
@@ -433,8 +523,12 @@ impl Db {
             self.email_idx.remove(&user.email.to_lowercase());
         }
         self.uid_idx.remove(&user.uid);
-        self.users_sorted
-            .remove(&(user.login.clone(), user.email.clone(), id));
+        if self
+            .users_sorted
+            .remove(&(user.login.clone(), user.email.clone(), id))
+        {
+            self.login_rank.take();
+        }
         for org in self.user_org_ids(id) {
             self.remove_org_user_row(org, id);
         }
@@ -562,6 +656,55 @@ impl Db {
         self.org_users
             .range((org, i64::MIN)..=(org, i64::MAX))
             .filter_map(|((_, uid), row)| self.users.get(uid).map(|u| (u, row)))
+    }
+
+    /// Position of a user in the `(login, email, id)` order of non-service-account users;
+    /// `u32::MAX` for service accounts and unknown ids.
+    fn login_rank(&self) -> &[u32] {
+        self.login_rank.get_or_init(|| {
+            let mut rank = vec![u32::MAX; self.users.rows.len()];
+            for (pos, (_, _, id)) in self.users_sorted.iter().enumerate() {
+                if let Some(slot) = UserTable::slot(*id).and_then(|i| rank.get_mut(i)) {
+                    *slot = u32::try_from(pos).unwrap_or(u32::MAX);
+                }
+            }
+            rank
+        })
+    }
+
+    /// Sorts rows by their user's `(login, email)` (ties by user id): Grafana's order for org and
+    /// team member listings. Compares maintained ranks, not strings.
+    pub fn sort_by_login<T>(&self, rows: &mut [(&User, T)]) {
+        let rank = self.login_rank();
+        let key = |u: &User| {
+            let r = UserTable::slot(u.id)
+                .and_then(|i| rank.get(i))
+                .copied()
+                .unwrap_or(u32::MAX);
+            (r, u.id)
+        };
+        rows.sort_unstable_by_key(|(u, _)| key(u));
+    }
+
+    /// Non-service-account members of an org in `(login, email)` order (ties by user id), as
+    /// `GET /api/orgs/:orgId/users` lists them.
+    pub fn org_members_in_login_order(&self, org: i64) -> Vec<(&User, &OrgUser)> {
+        let mut v: Vec<(&User, &OrgUser)> = self
+            .org_members(org)
+            .filter(|(u, _)| !u.is_service_account)
+            .collect();
+        self.sort_by_login(&mut v);
+        v
+    }
+
+    /// Non-service-account members of a team with their rows, in `(login, email)` order.
+    pub fn team_members_in_login_order(&self, team: i64) -> Vec<(&User, &TeamMember)> {
+        let mut v: Vec<(&User, &TeamMember)> = self
+            .team_member_rows(team)
+            .filter(|(u, _)| !u.is_service_account)
+            .collect();
+        self.sort_by_login(&mut v);
+        v
     }
 
     /// Org ids of a user, ordered by org name (like `GetUserOrgList`).
@@ -881,6 +1024,19 @@ impl Db {
     /// A token by id.
     pub fn token(&self, id: i64) -> Option<&Token> {
         self.tokens.get(&id)
+    }
+
+    /// Looks a presented key up.
+    pub fn token_by_key(&self, key: &str) -> Option<&Token> {
+        let id = self.token_key_idx.get(key)?;
+        self.tokens.get(id)
+    }
+
+    /// Records a use of a token.
+    pub fn touch_token(&mut self, id: i64, at: DateTime<Utc>) {
+        if let Some(t) = self.tokens.get_mut(&id) {
+            t.last_used_at = Some(at);
+        }
     }
 
     /// Looks a presented key up.

@@ -1,7 +1,8 @@
 //! Grafana's response envelopes (reference §0): `{"message"}`, `+traceID`, errutil bodies, RBAC denials.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -22,6 +23,23 @@ pub fn json(code: u16, body: Value) -> Response {
 /// 200 with a JSON body.
 pub fn ok(body: Value) -> Response {
     json(200, body)
+}
+
+/// 200 with any serialisable body, encoded straight to bytes (no `Value` tree); the same
+/// `Content-Type` as [`ok`].
+pub fn ok_ser<T: Serialize + ?Sized>(body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => ok_bytes(bytes),
+        Err(e) => msg(500, &format!("failed to encode the response: {e}")),
+    }
+}
+
+/// 200 with an already encoded JSON body.
+pub fn ok_bytes(body: Vec<u8>) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
 }
 
 /// `response.Success(msg)`.

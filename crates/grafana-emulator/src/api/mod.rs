@@ -1,5 +1,10 @@
 //! Grafana `/api` routes and the DTO builders shared by the handlers.
+//!
+//! Reads hold the shared database lock (see [`EmulatorState::db_read`]), so concurrent GETs do not
+//! serialise. The bulk listings (users, org users, team members) are encoded straight into the
+//! response body by [`encode`]; the other answers are small `serde_json` values or structs.
 
+pub mod encode;
 pub mod org_users;
 pub mod orgs;
 pub mod service_accounts;
@@ -9,12 +14,13 @@ pub mod users;
 use axum::Router;
 use axum::response::Response;
 use axum::routing::{get, post, put};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::EmulatorState;
-use crate::model::{Db, OrgUser, Team, TeamMember, User};
+use crate::model::{Db, Team, User};
 use crate::resp::{self, msg, msg_trace};
-use crate::util::{age_string, fmt_time, gravatar_url, gravatar_url_with_default};
+use crate::util::{fmt_time, gravatar_url_with_default};
 
 /// All Grafana routes served by the emulator.
 pub(crate) fn routes() -> Router<EmulatorState> {
@@ -156,10 +162,16 @@ impl Query {
     }
 }
 
+/// 1-based paging as `(offset, limit)`.
+pub fn page_window(per_page: i64, page: i64) -> (usize, usize) {
+    let offset = per_page.saturating_mul(page.saturating_sub(1)).max(0) as usize;
+    (offset, per_page.max(0) as usize)
+}
+
 /// Applies 1-based paging to an iterator.
 pub fn paginate<T>(items: impl Iterator<Item = T>, per_page: i64, page: i64) -> Vec<T> {
-    let offset = per_page.saturating_mul(page - 1).max(0) as usize;
-    items.skip(offset).take(per_page.max(0) as usize).collect()
+    let (offset, limit) = page_window(per_page, page);
+    items.skip(offset).take(limit).collect()
 }
 
 /// `strconv.ParseInt` on a path parameter: 400 `"<x> is invalid"` (with traceID) on failure.
@@ -188,84 +200,39 @@ pub fn resolve_team_param(db: &Db, org: i64, raw: &str) -> Result<i64, Response>
     db.team_by_uid(org, raw).ok_or_else(|| msg(404, "Not found"))
 }
 
-fn auth_labels(user: &User) -> Value {
-    match &user.external {
-        Some(ext) => json!([ext.label()]),
-        None => Value::Null,
-    }
-}
-
-/// `OrgUserDTO`.
-pub fn org_user_dto(user: &User, org_id: i64, row: &OrgUser) -> Value {
-    json!({
-        "orgId": org_id,
-        "userId": user.id,
-        "uid": user.uid,
-        "email": user.email,
-        "name": user.name,
-        "avatarUrl": gravatar_url(&user.email),
-        "login": user.login,
-        "role": row.role.as_str(),
-        "lastSeenAt": fmt_time(user.last_seen_at),
-        "lastSeenAtAge": age_string(user.last_seen_at),
-        "isDisabled": user.is_disabled,
-        "authLabels": auth_labels(user),
-        "isExternallySynced": user.external.as_ref().is_some_and(|e| e.is_externally_synced()),
-        "isProvisioned": false,
-    })
-}
-
-/// `UserSearchHitDTO`.
-pub fn user_search_hit(user: &User) -> Value {
-    json!({
-        "id": user.id,
-        "uid": user.uid,
-        "name": user.name,
-        "login": user.login,
-        "email": user.email,
-        "avatarUrl": gravatar_url(&user.email),
-        "isAdmin": user.is_admin,
-        "isDisabled": user.is_disabled,
-        "isProvisioned": false,
-        "lastSeenAt": fmt_time(user.last_seen_at),
-        "lastSeenAtAge": age_string(user.last_seen_at),
-        "authLabels": auth_labels(user),
-    })
-}
-
 /// `TeamDTO`.
-pub fn team_dto(team: &Team) -> Value {
-    json!({
-        "id": team.id,
-        "uid": team.uid,
-        "orgId": team.org_id,
-        "name": team.name,
-        "email": team.email,
-        "externalUID": "",
-        "isProvisioned": false,
-        "avatarUrl": gravatar_url_with_default(&team.email, &team.name),
-        "memberCount": team.member_count,
-        "permission": 0,
-        "accessControl": null,
-    })
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TeamDto<'a> {
+    id: i64,
+    uid: &'a str,
+    org_id: i64,
+    name: &'a str,
+    email: &'a str,
+    #[serde(rename = "externalUID")]
+    external_uid: &'static str,
+    is_provisioned: bool,
+    avatar_url: String,
+    member_count: i64,
+    permission: i64,
+    access_control: Option<()>,
 }
 
-/// `TeamMemberDTO` (OSS: `labels` is always `[]`).
-pub fn team_member_dto(user: &User, team: &Team, row: &TeamMember) -> Value {
-    json!({
-        "orgId": row.org_id,
-        "teamId": team.id,
-        "teamUID": team.uid,
-        "userId": user.id,
-        "userUID": user.uid,
-        "auth_module": user.external.as_ref().map(|e| e.auth_module.as_str()).unwrap_or(""),
-        "email": user.email,
-        "name": user.name,
-        "login": user.login,
-        "avatarUrl": gravatar_url(&user.email),
-        "labels": [],
-        "permission": row.permission,
-    })
+/// `TeamDTO` of a team.
+pub fn team_dto(team: &Team) -> TeamDto<'_> {
+    TeamDto {
+        id: team.id,
+        uid: &team.uid,
+        org_id: team.org_id,
+        name: &team.name,
+        email: &team.email,
+        external_uid: "",
+        is_provisioned: false,
+        avatar_url: gravatar_url_with_default(&team.email, &team.name),
+        member_count: team.member_count,
+        permission: 0,
+        access_control: None,
+    }
 }
 
 /// `UserProfileDTO`; `full=false` gives the sparse variant of `/api/users/lookup`.
@@ -292,7 +259,7 @@ pub fn user_profile(user: &User, full: bool) -> Value {
     if full {
         v["uid"] = json!(user.uid);
         v["isDisabled"] = json!(user.is_disabled);
-        v["avatarUrl"] = json!(gravatar_url(&user.email));
+        v["avatarUrl"] = json!(user.avatar_url());
         v["authLabels"] = json!([]);
         if let Some(ext) = &user.external {
             v["authLabels"] = json!([ext.label()]);

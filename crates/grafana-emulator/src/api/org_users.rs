@@ -3,10 +3,11 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Query, org_user_dto, paginate, parse_id, resolve_user_param};
+use super::{Query, encode, paginate, parse_id, resolve_user_param};
 use crate::EmulatorState;
 use crate::auth::Caller;
 use crate::model::{
@@ -14,47 +15,50 @@ use crate::model::{
 };
 use crate::resp::{
     Res, access_denied, bad_request_data, bind_or_400, errutil, json as json_resp, msg, msg_trace, ok,
-    success,
+    ok_bytes, success,
 };
-use crate::util::{contains_ci, gravatar_url};
+use crate::util::contains_ci;
 
 /// Non-service-account members of `org` matching `query`, sorted by `login, email`.
 fn rows<'a>(db: &'a Db, org: i64, query: &str) -> Vec<(&'a User, &'a OrgUser)> {
-    let q = query.to_lowercase();
-    let mut v: Vec<_> = db
-        .org_members(org)
-        .filter(|(u, _)| !u.is_service_account)
-        .filter(|(u, _)| {
-            q.is_empty() || contains_ci(&u.email, &q) || contains_ci(&u.name, &q) || contains_ci(&u.login, &q)
-        })
-        .collect();
-    v.sort_by(|a, b| a.0.login.cmp(&b.0.login).then_with(|| a.0.email.cmp(&b.0.email)));
+    let mut v = db.org_members_in_login_order(org);
+    if !query.is_empty() {
+        let q = query.to_lowercase();
+        v.retain(|(u, _)| contains_ci(&u.email, &q) || contains_ci(&u.name, &q) || contains_ci(&u.login, &q));
+    }
     v
 }
 
-fn list_helper(st: &EmulatorState, org: i64, query: &str, limit: i64) -> Value {
-    let db = st.db();
+fn list_helper(st: &EmulatorState, org: i64, query: &str, limit: i64) -> Response {
+    let db = st.db_read();
     let mut r = rows(&db, org, query);
     if limit > 0 {
         r.truncate(limit as usize);
     }
-    json!(
-        r.into_iter()
-            .map(|(u, row)| org_user_dto(u, org, row))
-            .collect::<Vec<_>>()
-    )
+    let mut body = Vec::with_capacity(r.len() * 384 + 2);
+    let mut seen = encode::Seen::default();
+    encode::array(&mut body, r, |out, (u, row)| {
+        encode::org_user(out, &mut seen, org, u, row)
+    });
+    drop(db);
+    ok_bytes(body)
 }
 
-fn search_helper(st: &EmulatorState, org: i64, q: &Query) -> Value {
+fn search_helper(st: &EmulatorState, org: i64, q: &Query) -> Response {
     let (per_page, page) = q.paging();
-    let db = st.db();
+    let db = st.db_read();
     let r = rows(&db, org, q.str("query"));
     let total = r.len();
-    let users: Vec<Value> = paginate(r.into_iter(), per_page, page)
-        .into_iter()
-        .map(|(u, row)| org_user_dto(u, org, row))
-        .collect();
-    json!({"totalCount": total, "orgUsers": users, "page": page, "perPage": per_page})
+    let users = paginate(r.into_iter(), per_page, page);
+    let mut body = Vec::with_capacity(users.len() * 384 + 64);
+    let mut seen = encode::Seen::default();
+    encode::page(&mut body, total, "orgUsers", page, per_page, |out| {
+        encode::array(out, users, |out, (u, row)| {
+            encode::org_user(out, &mut seen, org, u, row)
+        });
+    });
+    drop(db);
+    ok_bytes(body)
 }
 
 #[derive(Deserialize, Default)]
@@ -155,7 +159,7 @@ fn authorize_in(
     org: i64,
     action: &str,
 ) -> Result<(), axum::response::Response> {
-    let db = st.db();
+    let db = st.db_read();
     caller.require_admin_in(&db, org, action)
 }
 
@@ -165,7 +169,7 @@ fn authorize_in(
 pub async fn list_in(State(st): State<EmulatorState>, caller: Caller, Path(org): Path<String>) -> Res {
     let org = parse_id(&org, "orgId")?;
     authorize_in(&st, &caller, org, "org.users:read")?;
-    Ok(ok(list_helper(&st, org, "", 0)))
+    Ok(list_helper(&st, org, "", 0))
 }
 
 /// `GET /api/orgs/:orgId/users/search` → `{"totalCount","orgUsers","page","perPage"}`.
@@ -177,7 +181,7 @@ pub async fn search_in(
 ) -> Res {
     let org = parse_id(&org, "orgId")?;
     authorize_in(&st, &caller, org, "org.users:read")?;
-    Ok(ok(search_helper(&st, org, &Query::parse(raw.as_deref()))))
+    Ok(search_helper(&st, org, &Query::parse(raw.as_deref())))
 }
 
 /// `POST /api/orgs/:orgId/users` `{"loginOrEmail","role"}`; 409 with `userId` when already a member.
@@ -200,7 +204,7 @@ pub async fn update_in(
     body: Bytes,
 ) -> Res {
     let org = parse_id(&org, "orgId")?;
-    let user = resolve_user_param(&st.db(), &user)?;
+    let user = resolve_user_param(&st.db_read(), &user)?;
     authorize_in(&st, &caller, org, "org.users:write")?;
     let role = bind_update(&body)?;
     update_helper(&st, &caller, org, user, &role)
@@ -213,7 +217,7 @@ pub async fn remove_in(
     Path((org, user)): Path<(String, String)>,
 ) -> Res {
     let org = parse_id(&org, "orgId")?;
-    let user = resolve_user_param(&st.db(), &user)?;
+    let user = resolve_user_param(&st.db_read(), &user)?;
     authorize_in(&st, &caller, org, "org.users:remove")?;
     remove_helper(&st, org, user, false)
 }
@@ -224,29 +228,20 @@ pub async fn remove_in(
 pub async fn list_current(State(st): State<EmulatorState>, caller: Caller, RawQuery(raw): RawQuery) -> Res {
     caller.require_org_admin("org.users:read")?;
     let q = Query::parse(raw.as_deref());
-    Ok(ok(list_helper(
-        &st,
-        caller.org_id,
-        q.str("query"),
-        q.int("limit"),
-    )))
+    Ok(list_helper(&st, caller.org_id, q.str("query"), q.int("limit")))
 }
 
 /// `GET /api/org/users/search`.
 pub async fn search_current(State(st): State<EmulatorState>, caller: Caller, RawQuery(raw): RawQuery) -> Res {
     caller.require_org_admin("org.users:read")?;
-    Ok(ok(search_helper(
-        &st,
-        caller.org_id,
-        &Query::parse(raw.as_deref()),
-    )))
+    Ok(search_helper(&st, caller.org_id, &Query::parse(raw.as_deref())))
 }
 
 /// `GET /api/org/users/lookup?query=&limit=` → `[{"userId","uid","login","avatarUrl"}]`.
 /// Allowed for org Admins and (OSS) for team admins.
 pub async fn lookup_current(State(st): State<EmulatorState>, caller: Caller, RawQuery(raw): RawQuery) -> Res {
     let q = Query::parse(raw.as_deref());
-    let db = st.db();
+    let db = st.db_read();
     let team_admin = caller.org_id > 0
         && db.user_team_ids(caller.user_id).any(|t| {
             db.team(caller.org_id, t).is_some()
@@ -266,7 +261,7 @@ pub async fn lookup_current(State(st): State<EmulatorState>, caller: Caller, Raw
     }
     let out: Vec<Value> = r
         .into_iter()
-        .map(|(u, _)| json!({"userId": u.id, "uid": u.uid, "login": u.login, "avatarUrl": gravatar_url(&u.email)}))
+        .map(|(u, _)| json!({"userId": u.id, "uid": u.uid, "login": u.login, "avatarUrl": u.avatar_url()}))
         .collect();
     Ok(ok(json!(out)))
 }

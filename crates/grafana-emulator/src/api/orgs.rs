@@ -31,7 +31,7 @@ pub async fn search(State(st): State<EmulatorState>, caller: Caller, RawQuery(ra
     let offset = per_page.saturating_mul(q.int("page")).max(0) as usize;
     let prefix = q.str("query").to_lowercase();
     let name = q.str("name");
-    let db = st.db();
+    let db = st.db_read();
     let orgs: Vec<Value> = db
         .orgs_by_name()
         .filter(|o| prefix.is_empty() || o.name.to_lowercase().starts_with(&prefix))
@@ -68,7 +68,7 @@ pub async fn create(State(st): State<EmulatorState>, caller: Caller, body: Bytes
 /// `GET /api/orgs/:orgId` → `OrgDetailsDTO`; 404 `Organization not found`.
 pub async fn get_by_id(State(st): State<EmulatorState>, caller: Caller, Path(org_id): Path<String>) -> Res {
     let org_id = parse_id(&org_id, "orgId")?;
-    let db = st.db();
+    let db = st.db_read();
     caller.require_admin_in(&db, org_id, "orgs:read")?;
     let org = db
         .org(org_id)
@@ -81,7 +81,7 @@ pub async fn current(State(st): State<EmulatorState>, caller: Caller) -> Res {
     if caller.org_id <= 0 {
         return Err(access_denied("orgs:read"));
     }
-    let db = st.db();
+    let db = st.db_read();
     let org = db
         .org(caller.org_id)
         .ok_or_else(|| msg_trace(404, "Organization not found"))?;
@@ -91,7 +91,7 @@ pub async fn current(State(st): State<EmulatorState>, caller: Caller) -> Res {
 /// `GET /api/orgs/name/:name` → `OrgDetailsDTO`; 404 `Organization not found`.
 pub async fn get_by_name(State(st): State<EmulatorState>, caller: Caller, Path(name): Path<String>) -> Res {
     caller.require_server_admin("orgs:read")?;
-    let db = st.db();
+    let db = st.db_read();
     let org = db
         .org_by_name(&name)
         .ok_or_else(|| msg_trace(404, "Organization not found"))?;

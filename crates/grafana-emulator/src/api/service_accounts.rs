@@ -155,7 +155,7 @@ pub async fn search(State(st): State<EmulatorState>, caller: Caller, RawQuery(ra
     let (per_page, page) = q.paging();
     let query = q.str("query").to_lowercase();
     let only_disabled = q.str("disabled") == "true";
-    let db = st.db();
+    let db = st.db_read();
     let all: Vec<&User> = db
         .org_service_accounts(caller.org_id)
         .into_iter()
@@ -175,7 +175,7 @@ pub async fn search(State(st): State<EmulatorState>, caller: Caller, RawQuery(ra
 /// `GET /api/serviceaccounts/:id` → `ServiceAccountProfileDTO`; 404 errutil.
 pub async fn get(State(st): State<EmulatorState>, caller: Caller, Path(raw): Path<String>) -> Res {
     caller.require_org_admin("serviceaccounts:read")?;
-    let db = st.db();
+    let db = st.db_read();
     let id = resolve_sa(&db, &caller, &raw, "serviceAccountId is invalid")?;
     let sa = db.service_account(caller.org_id, id).ok_or_else(sa_not_found)?;
     Ok(ok(sa_profile(&db, sa)))
@@ -296,7 +296,7 @@ pub async fn create_token(
 /// `GET /api/serviceaccounts/:id/tokens` → `[TokenDTO]`.
 pub async fn list_tokens(State(st): State<EmulatorState>, caller: Caller, Path(raw): Path<String>) -> Res {
     caller.require_org_admin("serviceaccounts:read")?;
-    let db = st.db();
+    let db = st.db_read();
     let id = resolve_sa(&db, &caller, &raw, "Service Account ID is invalid")?;
     let n = chrono::Utc::now();
     let out: Vec<Value> = db

@@ -7,14 +7,16 @@ use std::collections::HashSet;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-use super::{Query, paginate, parse_id, resolve_team_param, team_dto, team_member_dto};
+use super::{Query, TeamDto, encode, paginate, parse_id, resolve_team_param, team_dto};
 use crate::EmulatorState;
 use crate::auth::{Caller, Kind};
 use crate::model::{Conflict, Db, Role, Team};
-use crate::resp::{Res, access_denied, bad_request_data, bind_or_400, msg, msg_trace, ok, success};
+use crate::resp::{
+    Res, access_denied, bad_request_data, bind_or_400, msg, msg_trace, ok, ok_bytes, ok_ser, success,
+};
 
 const PERM_ADMIN: i64 = 4;
 const PERM_MEMBER: i64 = 0;
@@ -77,7 +79,7 @@ fn sort_teams(teams: &mut [&Team], sort: &str) {
 pub async fn search(State(st): State<EmulatorState>, caller: Caller, RawQuery(raw): RawQuery) -> Res {
     let q = Query::parse(raw.as_deref());
     let (per_page, page) = q.paging();
-    let db = st.db();
+    let db = st.db_read();
     let org = caller.org_id;
     let visible: Option<HashSet<i64>> = if is_org_admin(&caller) {
         None
@@ -103,21 +105,34 @@ pub async fn search(State(st): State<EmulatorState>, caller: Caller, RawQuery(ra
         .collect();
     sort_teams(&mut teams, q.str("sort"));
     let total = teams.len();
-    let page_items: Vec<Value> = paginate(teams.into_iter(), per_page, page)
+    let teams: Vec<TeamDto> = paginate(teams.into_iter(), per_page, page)
         .into_iter()
         .map(team_dto)
         .collect();
-    Ok(ok(
-        json!({"totalCount": total, "teams": page_items, "page": page, "perPage": per_page}),
-    ))
+    Ok(ok_ser(&SearchPage {
+        total_count: total,
+        teams,
+        page,
+        per_page,
+    }))
+}
+
+/// `{"totalCount","teams","page","perPage"}`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchPage<'a> {
+    total_count: usize,
+    teams: Vec<TeamDto<'a>>,
+    page: i64,
+    per_page: i64,
 }
 
 /// `GET /api/teams/:teamId` → `TeamDTO`; 404 `Team not found`.
 pub async fn get(State(st): State<EmulatorState>, caller: Caller, Path(team): Path<String>) -> Res {
-    let db = st.db();
+    let db = st.db_read();
     let id = resolve_and_authorize(&db, &caller, &team, "teams:read", can_read_team)?;
     let team = db.team(caller.org_id, id).ok_or_else(team_not_found)?;
-    Ok(ok(team_dto(team)))
+    Ok(ok_ser(&team_dto(team)))
 }
 
 #[derive(Deserialize, Default)]
@@ -189,21 +204,16 @@ pub async fn delete(State(st): State<EmulatorState>, caller: Caller, Path(team):
 /// `GET /api/teams/:teamId/members` → `TeamMemberDTO` array sorted by login, email (service
 /// accounts excluded); an unknown numeric team gives `[]`.
 pub async fn members(State(st): State<EmulatorState>, caller: Caller, Path(team): Path<String>) -> Res {
-    let db = st.db();
+    let db = st.db_read();
     let id = resolve_and_authorize(&db, &caller, &team, "teams.permissions:read", is_team_admin)?;
     let Some(team) = db.team(caller.org_id, id) else {
         return Ok(ok(json!([])));
     };
-    let mut rows: Vec<_> = db
-        .team_member_rows(id)
-        .filter(|(u, _)| !u.is_service_account)
-        .collect();
-    rows.sort_by(|a, b| a.0.login.cmp(&b.0.login).then_with(|| a.0.email.cmp(&b.0.email)));
-    let out: Vec<Value> = rows
-        .into_iter()
-        .map(|(u, m)| team_member_dto(u, team, m))
-        .collect();
-    Ok(ok(json!(out)))
+    let rows = db.team_members_in_login_order(id);
+    let mut body = Vec::new();
+    encode::team_members(&mut body, team, rows.into_iter());
+    drop(db);
+    Ok(ok_bytes(body))
 }
 
 #[derive(Deserialize, Default)]

@@ -3,39 +3,38 @@
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{Query, paginate, resolve_user_param, user_profile, user_search_hit};
+use super::{Query, encode, page_window, paginate, resolve_user_param, user_profile};
 use crate::EmulatorState;
 use crate::auth::Caller;
-use crate::model::{CreateUserError, NewUser};
-use crate::resp::{Res, bind_or_400, errutil, msg, msg_trace, ok, success};
+use crate::model::{CreateUserError, Db, NewUser, User};
+use crate::resp::{Res, bind_or_400, errutil, msg, msg_trace, ok, ok_bytes, success};
 use crate::util::contains_ci;
 
-fn search_hits(st: &EmulatorState, q: &Query) -> (usize, Vec<Value>) {
+/// The matching users of a search in login order: (total, the requested page).
+fn search_hits<'a>(db: &'a Db, q: &Query) -> (usize, Vec<&'a User>) {
     let (per_page, page) = q.paging();
+    let (offset, limit) = page_window(per_page, page);
     let query = q.str("query").to_lowercase();
-    let db = st.db();
     if query.is_empty() {
-        let total = db.user_count();
-        let hits = paginate(db.users_in_login_order(), per_page, page)
-            .into_iter()
-            .map(user_search_hit)
+        // Skip through ids only: a deep page does not look up the rows before it.
+        let hits = db
+            .user_ids_in_login_order()
+            .skip(offset)
+            .take(limit)
+            .filter_map(|id| db.user(id))
             .collect();
-        return (total, hits);
+        return (db.user_count(), hits);
     }
-    let matching: Vec<_> = db
+    let matching: Vec<&User> = db
         .users_in_login_order()
         .filter(|u| {
             contains_ci(&u.login, &query) || contains_ci(&u.email, &query) || contains_ci(&u.name, &query)
         })
         .collect();
     let total = matching.len();
-    let hits = paginate(matching.into_iter(), per_page, page)
-        .into_iter()
-        .map(user_search_hit)
-        .collect();
-    (total, hits)
+    (total, paginate(matching.into_iter(), per_page, page))
 }
 
 /// `GET /api/users/search` → `{"totalCount","users","page","perPage"}` (server admin).
@@ -43,25 +42,35 @@ pub async fn search(State(st): State<EmulatorState>, caller: Caller, RawQuery(ra
     caller.require_server_admin("users:read")?;
     let q = Query::parse(raw.as_deref());
     let (per_page, page) = q.paging();
-    let (total, users) = search_hits(&st, &q);
-    Ok(ok(
-        json!({"totalCount": total, "users": users, "page": page, "perPage": per_page}),
-    ))
+    let db = st.db_read();
+    let (total, users) = search_hits(&db, &q);
+    let mut body = Vec::with_capacity(users.len() * 320 + 64);
+    let mut seen = encode::Seen::default();
+    encode::page(&mut body, total, "users", page, per_page, |out| {
+        encode::array(out, users, |out, u| encode::user_hit(out, &mut seen, u));
+    });
+    drop(db);
+    Ok(ok_bytes(body))
 }
 
 /// `GET /api/users` → bare array of search hits (server admin).
 pub async fn list(State(st): State<EmulatorState>, caller: Caller, RawQuery(raw): RawQuery) -> Res {
     caller.require_server_admin("users:read")?;
     let q = Query::parse(raw.as_deref());
-    let (_, users) = search_hits(&st, &q);
-    Ok(ok(json!(users)))
+    let db = st.db_read();
+    let (_, users) = search_hits(&db, &q);
+    let mut body = Vec::with_capacity(users.len() * 320 + 2);
+    let mut seen = encode::Seen::default();
+    encode::array(&mut body, users, |out, u| encode::user_hit(out, &mut seen, u));
+    drop(db);
+    Ok(ok_bytes(body))
 }
 
 /// `GET /api/users/lookup?loginOrEmail=` → sparse `UserProfileDTO`, 404 `user not found`.
 pub async fn lookup(State(st): State<EmulatorState>, caller: Caller, RawQuery(raw): RawQuery) -> Res {
     caller.require_server_admin("users:read")?;
     let q = Query::parse(raw.as_deref());
-    let db = st.db();
+    let db = st.db_read();
     let user = db
         .find_login_or_email(q.str("loginOrEmail"))
         .and_then(|id| db.user(id))
@@ -71,7 +80,7 @@ pub async fn lookup(State(st): State<EmulatorState>, caller: Caller, RawQuery(ra
 
 /// `GET /api/users/:id` → `UserProfileDTO` (service accounts are not users here).
 pub async fn get_by_id(State(st): State<EmulatorState>, caller: Caller, Path(id): Path<String>) -> Res {
-    let db = st.db();
+    let db = st.db_read();
     let id = resolve_user_param(&db, &id)?;
     caller.require_server_admin("users:read")?;
     let user = db
@@ -83,7 +92,7 @@ pub async fn get_by_id(State(st): State<EmulatorState>, caller: Caller, Path(id)
 
 /// `GET /api/user` → the signed-in identity's `UserProfileDTO`.
 pub async fn signed_in(State(st): State<EmulatorState>, caller: Caller) -> Res {
-    let db = st.db();
+    let db = st.db_read();
     let user = db
         .user(caller.user_id)
         .ok_or_else(|| msg(404, "user not found"))?;
