@@ -42,6 +42,16 @@ impl World {
 
     /// Starts everything; `extra` is appended to idsync.toml (e.g. a `[sync]` section).
     pub async fn start_with(extra: &str) -> anyhow::Result<World> {
+        World::start_full("", extra, std::time::Duration::ZERO).await
+    }
+
+    /// Starts everything; `source_extra` goes into the `[[sources]]` table (e.g. `webhook = {…}`), `extra` at
+    /// the end of idsync.toml; Grafana's writes take `write_latency`.
+    pub async fn start_full(
+        source_extra: &str,
+        extra: &str,
+        write_latency: std::time::Duration,
+    ) -> anyhow::Result<World> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let slapd = Slapd::builder().start().context("starting slapd")?;
         slapd
@@ -50,7 +60,7 @@ impl World {
         let grafana = Emulator::spawn(EmulatorConfig {
             admin_user: ADMIN.into(),
             admin_password: ADMIN_PASSWORD.into(),
-            ..EmulatorConfig::default()
+            write_latency,
         })
         .await?;
         let dir = tempfile::tempdir()?;
@@ -62,7 +72,7 @@ impl World {
             format!(
                 "[store]\nurl = \"sqlite://{}\"\n\n[grafana]\nurl = \"{}\"\nadmin_user = \"{ADMIN}\"\n\
                  admin_password = \"{ADMIN_PASSWORD}\"\nmax_retries = 2\n\n\
-                 [[sources]]\nkind = \"ldap\"\nname = \"corp\"\nldap_toml = \"ldap.toml\"\n{TEAM_RULES}\n{extra}",
+                 [[sources]]\nkind = \"ldap\"\nname = \"corp\"\nldap_toml = \"ldap.toml\"\n{source_extra}\n{TEAM_RULES}\n{extra}",
                 store.display(),
                 grafana.url()
             ),
@@ -213,6 +223,12 @@ impl World {
         ldif.push_str("-\n");
         self.slapd.modify_ldif(&ldif).context("modifying the group")?;
         Ok(())
+    }
+
+    /// Opens idsync's engine on this world's configuration (as `idsync serve` does).
+    pub async fn engine(&self) -> anyhow::Result<idsync::engine::Engine> {
+        let loaded = idsync::config::load(&self.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        idsync::engine::Engine::open(loaded).await
     }
 
     /// The outcome and error of the newest run, read through `idsync runs --json`'s store.

@@ -1,6 +1,7 @@
 //! Project automation: `cargo xtask demo` (the guided demo) and `cargo xtask bench` (benchmarks).
 
 mod bench;
+mod bench_daemon;
 mod demo;
 mod procs;
 
@@ -20,6 +21,8 @@ enum Task {
     Demo,
     /// Benchmarks; figures go to BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Daemon benchmarks: webhook ack latency under sustained load, and login event → change applied.
+    BenchDaemon(bench_daemon::BenchDaemonArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -27,5 +30,6 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().task {
         Task::Demo => demo::run(),
         Task::Bench(args) => bench::run(args),
+        Task::BenchDaemon(args) => bench_daemon::run(args),
     }
 }

@@ -218,26 +218,28 @@ pub(crate) async fn apply(
         // callers spawn `apply` on tokio.
         let pending: Vec<futures::future::BoxFuture<'_, (usize, ChangeOutcome)>> = items
             .into_iter()
-            .map(|(index, planned)| -> futures::future::BoxFuture<'_, (usize, ChangeOutcome)> {
-                let ctx = &ctx;
-                let stop = &stop;
-                Box::pin(async move {
-                    let outcome = if stop.load(Ordering::Relaxed) {
-                        not_attempted(planned)
-                    } else {
-                        let outcome = apply_one(client, ctx, planned).await;
-                        if let OutcomeStatus::Failed { kind, .. } = &outcome.status
-                            && kind.aborts_apply()
-                        {
-                            stop.store(true, Ordering::Relaxed);
-                        }
-                        outcome
-                    };
-                    log_outcome(&outcome);
-                    progress(&outcome);
-                    (index, outcome)
-                })
-            })
+            .map(
+                |(index, planned)| -> futures::future::BoxFuture<'_, (usize, ChangeOutcome)> {
+                    let ctx = &ctx;
+                    let stop = &stop;
+                    Box::pin(async move {
+                        let outcome = if stop.load(Ordering::Relaxed) {
+                            not_attempted(planned)
+                        } else {
+                            let outcome = apply_one(client, ctx, planned).await;
+                            if let OutcomeStatus::Failed { kind, .. } = &outcome.status
+                                && kind.aborts_apply()
+                            {
+                                stop.store(true, Ordering::Relaxed);
+                            }
+                            outcome
+                        };
+                        log_outcome(&outcome);
+                        progress(&outcome);
+                        (index, outcome)
+                    })
+                },
+            )
             .collect();
         let outcomes: Vec<(usize, ChangeOutcome)> = futures::stream::iter(pending)
             .buffer_unordered(client.inner.concurrency)

@@ -507,13 +507,15 @@ impl<'a> Planner<'a> {
             .count();
         let removals = changes.iter().filter(|c| c.change.is_removal()).count() - user_removals;
         let managed = input.ledger.managed_memberships() + self.authoritative_unowned;
-        let breaker = breaker_verdict(
+        let mut breaker = breaker_verdict(
             removals,
             managed,
             user_removals,
             input.ledger.managed_users(),
             input.policy,
         );
+        // The breaker guards against mass removals; one user's plan cannot be one.
+        breaker.tripped &= input.scope.is_none();
         Plan {
             source: input.source.to_string(),
             changes,

@@ -49,6 +49,15 @@ pub enum StoreError {
     /// The run exists but the operation does not fit its state (finished, other source, plan-only run).
     #[error("run {run}: {problem}")]
     InvalidRun { run: RunId, problem: String },
+
+    /// No event with this id exists.
+    #[error("unknown event {0:?}")]
+    UnknownEvent(String),
+
+    /// The event exists but is not in the state the operation needs (only a running event can be completed,
+    /// retried or dead-lettered).
+    #[error("event {id:?}: {problem}")]
+    InvalidEvent { id: String, problem: String },
 }
 
 impl StoreError {

@@ -71,6 +71,7 @@
 mod error;
 mod fact;
 mod model;
+mod queue;
 mod store;
 mod timestamp;
 
@@ -79,4 +80,5 @@ pub use model::{
     AuditEntry, AuditFilter, AuditRecord, ChangeResult, RunCounts, RunId, RunMode, RunOutcome, RunRecord,
     UnknownName,
 };
+pub use queue::{Enqueued, EventRecord, EventState, NewEvent, QueueDepth};
 pub use store::Store;

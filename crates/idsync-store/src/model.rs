@@ -71,6 +71,7 @@ macro_rules! stored_names {
         }
     };
 }
+pub(crate) use stored_names;
 
 /// Whether a run only planned or also applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

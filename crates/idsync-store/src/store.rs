@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt::{self, Write as _};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt as _;
@@ -38,6 +39,8 @@ static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 /// SQLite connections in the pool (WAL: many readers, one writer at a time).
 const SQLITE_MAX_CONNECTIONS: u32 = 4;
+/// Connections for queue bookkeeping (they write one at a time anyway).
+const SQLITE_BOOKKEEPING_CONNECTIONS: u32 = 2;
 const POSTGRES_MAX_CONNECTIONS: u32 = 8;
 /// Page cache per SQLite connection, in KiB (negative, as `PRAGMA cache_size` wants it). SQLite's 2 MiB
 /// default is small for a 1M-fact ledger, which takes about 300 MB with its indexes.
@@ -81,13 +84,28 @@ macro_rules! packed_fact_sql {
 /// idsync's persistent store. Cheap to clone (it wraps a connection pool); share it freely.
 #[derive(Clone)]
 pub struct Store {
-    backend: Backend,
+    pub(crate) backend: Backend,
 }
 
 #[derive(Clone)]
-enum Backend {
-    Sqlite(SqlitePool),
+pub(crate) enum Backend {
+    Sqlite(SqliteDb),
     Postgres(PgPool),
+}
+
+/// A SQLite database: two pools over the same file, and the turn its writers take in this process.
+#[derive(Clone)]
+pub(crate) struct SqliteDb {
+    /// Everything but queue bookkeeping; commits are durable when they return (`synchronous=FULL`).
+    pub(crate) pool: SqlitePool,
+    /// Queue bookkeeping (claims, completions, retries, dead letters, requeues), with `synchronous=NORMAL`:
+    /// these commits skip the fsync (the next durable commit or checkpoint carries them to disk). Losing
+    /// one to a power cut only replays an event (see the crate docs). For `:memory:`, the same pool.
+    pub(crate) bookkeeping: SqlitePool,
+    /// Writers of this process queue here, first come first served, before asking SQLite for its write
+    /// lock: waiting on SQLite's busy handler means sleeping in steps of up to 100 ms while holding a
+    /// pooled connection.
+    pub(crate) writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl fmt::Debug for Store {
@@ -102,15 +120,33 @@ impl fmt::Debug for Store {
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.backend {
-            Backend::Sqlite($pool) => $body,
-            Backend::Postgres($pool) => $body,
+            $crate::store::Backend::Sqlite(db) => {
+                let $pool = &db.pool;
+                $body
+            }
+            $crate::store::Backend::Postgres($pool) => $body,
         }
     };
 }
+pub(crate) use with_pool;
+
+/// [`with_pool!`] for queue bookkeeping: on SQLite, `$pool` is the `synchronous=NORMAL` pool.
+macro_rules! with_bookkeeping_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite(db) => {
+                let $pool = &db.bookkeeping;
+                $body
+            }
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_bookkeeping_pool;
 
 /// What differs between the backends' pools: how a writing transaction starts, and how multi-row
 /// statements number their parameters.
-trait BackendPool {
+pub(crate) trait BackendPool {
     type Db: Database;
 
     /// Placeholder style of the generated multi-row statements.
@@ -153,13 +189,13 @@ impl BackendPool for PgPool {
 /// SQLite finds by a linear scan, so binding thousands of them costs O(n²) per statement (it made a
 /// 200k-entry batch about ten times slower). PostgreSQL only understands `$N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ParamStyle {
+pub(crate) enum ParamStyle {
     Anonymous,
     Numbered,
 }
 
 /// Writes `rows` tuples of `per_row` placeholders: `(?, ?), (?, ?)` or `($1, $2), ($3, $4)`.
-fn push_value_tuples(sql: &mut String, style: ParamStyle, rows: usize, per_row: usize) {
+pub(crate) fn push_value_tuples(sql: &mut String, style: ParamStyle, rows: usize, per_row: usize) {
     let mut next = 1;
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
@@ -204,7 +240,7 @@ impl Store {
         let store = Store { backend };
         let migrate = |e: sqlx::migrate::MigrateError| StoreError::Migrate { source: Box::new(e) };
         match &store.backend {
-            Backend::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await.map_err(migrate)?,
+            Backend::Sqlite(db) => SQLITE_MIGRATOR.run(&db.pool).await.map_err(migrate)?,
             Backend::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await.map_err(migrate)?,
         }
         info!(url = %redact_url(url), backend = store.backend_name(), "store opened");
@@ -229,7 +265,22 @@ impl Store {
 
     /// Closes every connection (waits for checked-out ones to come back). Later calls fail.
     pub async fn close(&self) {
-        with_pool!(self, pool => pool.close().await)
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                db.pool.close().await;
+                db.bookkeeping.close().await;
+            }
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    /// Waits for this process's turn to write (SQLite; see [`SqliteDb::writer`]). Hold the guard until the
+    /// write has committed or rolled back.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.backend {
+            Backend::Sqlite(db) => Some(Arc::clone(&db.writer).lock_owned().await),
+            Backend::Postgres(_) => None,
+        }
     }
 
     /// The ledger as seen by `source`: `own` holds its facts, `others` the facts of every other source (a
@@ -237,7 +288,7 @@ impl Store {
     pub async fn ledger(&self, source: &str) -> Result<Ledger, StoreError> {
         let started = Instant::now();
         let ledger = match &self.backend {
-            Backend::Sqlite(pool) => load_ledger_sqlite(pool, source).await?,
+            Backend::Sqlite(db) => load_ledger_sqlite(&db.pool, source).await?,
             Backend::Postgres(pool) => load_ledger_rows(pool, source).await?,
         };
         debug!(
@@ -250,8 +301,40 @@ impl Store {
         Ok(ledger)
     }
 
+    /// The ledger restricted to one user: `own` holds `source`'s facts about `login`, `others` the other
+    /// sources' facts about it. Logins compare by [`idsync_core::login_key`], which is how ledger facts name
+    /// users (the planner writes them so); team facts, which name no user, are left out. One lookup in the
+    /// `ledger(login)` index: cheap enough for every login event.
+    pub async fn ledger_for_login(&self, source: &str, login: &str) -> Result<Ledger, StoreError> {
+        const CONTEXT: &str = "load ledger for login";
+        let key = idsync_core::login_key(login);
+        type FactRow = (String, String, Option<String>, Option<i64>, Option<i64>);
+        let rows: Vec<FactRow> = with_pool!(self, pool => {
+            sqlx::query_as(LEDGER_FOR_LOGIN)
+                .bind(key.as_str())
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::query(CONTEXT))?
+        });
+        let mut ledger = Ledger::default();
+        for (fact_source, kind, login, org_id, team_id) in rows {
+            let fact =
+                fact::from_columns(&kind, login, org_id, team_id).map_err(|detail| StoreError::Corrupt {
+                    context: CONTEXT,
+                    detail,
+                })?;
+            if fact_source == source {
+                ledger.own.insert(fact);
+            } else {
+                ledger.others.insert(fact);
+            }
+        }
+        Ok(ledger)
+    }
+
     /// Records the start of a run; its outcome is `Running` until [`Store::finish_run`].
     pub async fn start_run(&self, source: &str, trigger: &str, mode: RunMode) -> Result<RunId, StoreError> {
+        let _turn = self.write_turn().await;
         let id: i64 = with_pool!(self, pool => {
             sqlx::query_scalar(
                 "INSERT INTO runs (source, triggered_by, mode, started_at, outcome) \
@@ -286,6 +369,7 @@ impl Store {
         let started = Instant::now();
         let ops = LedgerOps::from_entries(entries);
         let now = Timestamp::now();
+        let _turn = self.write_turn().await;
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await.map_err(StoreError::query("begin transaction"))?;
 
@@ -368,6 +452,7 @@ impl Store {
                 problem: "a run cannot finish as running".into(),
             });
         }
+        let turn = self.write_turn().await;
         let updated = with_pool!(self, pool => {
             sqlx::query(
                 "UPDATE runs SET finished_at = $2, outcome = $3, planned = $4, applied = $5, failed = $6, \
@@ -389,6 +474,7 @@ impl Store {
             .map_err(StoreError::query("finish run"))?
             .rows_affected()
         });
+        drop(turn);
         if updated == 1 {
             return Ok(());
         }
@@ -463,6 +549,10 @@ impl Store {
 }
 
 const LOAD_LEDGER: &str = "load ledger";
+
+/// The ledger rows about one user (`$1` = login key), by `ledger_login_idx`.
+pub(crate) const LEDGER_FOR_LOGIN: &str =
+    "SELECT source, kind, login, org_id, team_id FROM ledger WHERE login = $1";
 
 /// Runs CPU-heavy work (sorting a million facts) off the async workers.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, StoreError> {
@@ -569,7 +659,7 @@ async fn load_ledger_sqlite(pool: &SqlitePool, source: &str) -> Result<Ledger, S
     Ok(ledger)
 }
 
-async fn open_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
+async fn open_sqlite(url: &str) -> Result<SqliteDb, StoreError> {
     let memory = is_sqlite_memory(url);
     let mut options = SqliteConnectOptions::from_str(url)
         .map_err(|e| StoreError::connect(url, e))?
@@ -577,26 +667,43 @@ async fn open_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
         .foreign_keys(true)
         .busy_timeout(SQLITE_BUSY_TIMEOUT)
         .pragma("cache_size", SQLITE_CACHE_KIB);
-    let pool_options = if memory {
+    if memory {
         // Every connection to `:memory:` would be its own database: keep exactly one, forever.
-        SqlitePoolOptions::new()
+        let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-    } else {
-        // FULL: a commit that returned is on disk even after a power cut. Losing the ledger rows of
-        // grants idsync made would leave those grants unmanaged forever; commits are per batch, so the
-        // extra fsync costs little.
-        options = options
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full);
-        SqlitePoolOptions::new().max_connections(SQLITE_MAX_CONNECTIONS)
-    };
-    pool_options
-        .connect_with(options)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::connect(url, e))?;
+        return Ok(SqliteDb {
+            bookkeeping: pool.clone(),
+            pool,
+            writer: Arc::default(),
+        });
+    }
+    // FULL: a commit that returned is on disk even after a power cut. Losing the ledger rows of grants
+    // idsync made would leave those grants unmanaged forever, and an acknowledged webhook event must not
+    // vanish; commits are per batch, so the extra fsync costs little.
+    // Checkpoints stay automatic, inside the commit that crosses SQLite's threshold, and so within the write
+    // turn. A background checkpointer was tried: its fsync of the database file, concurrent with commits'
+    // fsyncs of the WAL, stalled them (up to 100 ms on ext4) and doubled the webhook's p99.
+    options = options.journal_mode(SqliteJournalMode::Wal);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(SQLITE_MAX_CONNECTIONS)
+        .connect_with(options.clone().synchronous(SqliteSynchronous::Full))
         .await
-        .map_err(|e| StoreError::connect(url, e))
+        .map_err(|e| StoreError::connect(url, e))?;
+    // Connects on first use, after the migrations.
+    let bookkeeping = SqlitePoolOptions::new()
+        .max_connections(SQLITE_BOOKKEEPING_CONNECTIONS)
+        .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal));
+    Ok(SqliteDb {
+        pool,
+        bookkeeping,
+        writer: Arc::default(),
+    })
 }
 
 fn is_sqlite_memory(url: &str) -> bool {
@@ -756,14 +863,14 @@ fn count_to_db(count: u64) -> i64 {
     i64::try_from(count).unwrap_or(i64::MAX)
 }
 
-fn count_from_db(context: &'static str, value: i64) -> Result<u64, StoreError> {
+pub(crate) fn count_from_db(context: &'static str, value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt {
         context,
         detail: format!("negative count {value}"),
     })
 }
 
-fn parse_stored<T: FromStr<Err = crate::model::UnknownName>>(
+pub(crate) fn parse_stored<T: FromStr<Err = crate::model::UnknownName>>(
     context: &'static str,
     value: &str,
 ) -> Result<T, StoreError> {

@@ -18,6 +18,11 @@ impl Timestamp {
     pub(crate) fn now() -> Timestamp {
         Timestamp(Utc::now().trunc_subsecs(6))
     }
+
+    /// `at`, truncated to microseconds (what both backends keep).
+    pub(crate) fn at(at: DateTime<Utc>) -> Timestamp {
+        Timestamp(at.trunc_subsecs(6))
+    }
 }
 
 impl Type<Sqlite> for Timestamp {

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::queue;
 use common::*;
 use idsync_store::Store;
 use sqlx::{AssertSqlSafe, PgPool};
@@ -98,6 +99,116 @@ pg_scenario! {
     pg_audit_filters => audit_filters;
     pg_cancelled_batch_is_all_or_nothing => cancelled_batch_is_all_or_nothing;
     pg_throughput_200k_facts => throughput_200k;
+    pg_enqueue_and_read_back => queue::enqueue_and_read_back;
+    pg_duplicate_ids_change_nothing => queue::duplicate_ids_change_nothing;
+    pg_claims_respect_due_time_limit_and_order => queue::claims_respect_due_time_limit_and_order;
+    pg_one_event_per_user_in_flight => queue::one_event_per_user_in_flight;
+    pg_concurrent_claimers_never_overlap => queue::concurrent_claimers_never_overlap;
+    pg_retry_then_reclaim => queue::retry_then_reclaim;
+    pg_dead_letter => queue::dead_letter;
+    pg_expired_leases_are_requeued => queue::expired_leases_are_requeued;
+    pg_ledger_for_login_splits_by_source => queue::ledger_for_login_splits_by_source;
+}
+
+/// Claimers on separate pools (as separate idsync instances would be) take turns through the advisory
+/// lock: never the same event, never two events of one user at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_claimers_in_separate_instances_never_overlap() {
+    let Some(db) = TestDb::create("pg_instances").await else {
+        return;
+    };
+    let first = Store::open(&db.url).await.unwrap();
+    let second = Store::open(&db.url).await.unwrap();
+    queue::concurrent_claimers_across(&[first.clone(), second.clone()]).await;
+    first.close().await;
+    second.close().await;
+    db.drop_database().await;
+}
+
+/// The claim (the SQL of `queue.rs`'s `CLAIM_CANDIDATES`) walks `events_claim_idx` without sorting and
+/// reads the users to skip once; the claim's UPDATE goes by primary key; the per-login ledger read uses
+/// `ledger_login_idx`. With the planner's statistics for a queue of 20k events.
+#[tokio::test]
+async fn pg_queue_queries_use_their_indexes() {
+    let Some(db) = TestDb::create("pg_queue_plans").await else {
+        return;
+    };
+    let store = Store::open(&db.url).await.unwrap();
+    let events: Vec<_> = (0..20_000)
+        .map(|i| {
+            queue::event(
+                &format!("e{i:06}"),
+                "okta",
+                &format!("u{}", i % 5_000),
+                queue::t0(),
+            )
+        })
+        .collect();
+    store.enqueue_events(&events).await.unwrap();
+    let run = sync_run(&store, "ldap").await;
+    store
+        .record_changes(run, "ldap", &[entry("+", None, directory_facts(2_000), vec![])])
+        .await
+        .unwrap();
+    let raw = db.raw().await;
+    sqlx::query("ANALYZE").execute(&raw).await.unwrap();
+    let plan = |sql: &'static str| {
+        let raw = raw.clone();
+        async move {
+            let lines: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!("EXPLAIN {sql}")))
+                .fetch_all(&raw)
+                .await
+                .unwrap();
+            lines.join("\n")
+        }
+    };
+    let claim = plan(
+        "SELECT e.id, e.source, e.login_key FROM events e \
+         WHERE e.state = 'queued' AND e.next_attempt_at <= now() \
+           AND (e.source, e.login_key) NOT IN (SELECT r.source, r.login_key FROM events r \
+                                              WHERE r.state = 'running' AND r.lease_until > now()) \
+         ORDER BY e.next_attempt_at, e.id LIMIT 20",
+    )
+    .await;
+    println!("{claim}");
+    assert!(claim.contains("events_claim_idx"), "{claim}");
+    assert!(!claim.contains("Sort"), "{claim}");
+    assert!(claim.contains("hashed SubPlan"), "{claim}");
+    let update = plan(
+        "UPDATE events SET state = 'running', attempts = attempts + 1, lease_until = now() \
+         WHERE id IN ('e000001', 'e000002') RETURNING id",
+    )
+    .await;
+    assert!(update.contains("events_pkey"), "{update}");
+    let ledger = plan("SELECT source, kind, login, org_id, team_id FROM ledger WHERE login = 'a'").await;
+    assert!(ledger.contains("ledger_login_idx"), "{ledger}");
+    raw.close().await;
+    store.close().await;
+    db.drop_database().await;
+}
+
+/// Queue timings on PostgreSQL at a depth of 100k. Run with `IDSYNC_TEST_POSTGRES_URL=… cargo test
+/// --release -p idsync-store --test postgres -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: a 1M-fact ledger, 100k events, then 20k deliveries in real time"]
+async fn pg_queue_throughput() {
+    let Some(db) = TestDb::create("pg_queue_throughput").await else {
+        return;
+    };
+    let store = Store::open(&db.url).await.unwrap();
+    queue::ledger_for_login_timing(&store, "postgres", 100_000).await;
+    queue::queue_throughput(&store, "postgres", 100_000).await;
+    store.close().await;
+    db.drop_database().await;
+
+    let Some(db) = TestDb::create("pg_queue_load").await else {
+        return;
+    };
+    let store = Store::open(&db.url).await.unwrap();
+    let p99 = queue::daemon_load(&store, "postgres", 2_000, 10, 4).await;
+    println!("ack p99 {p99:.2?}");
+    store.close().await;
+    db.drop_database().await;
 }
 
 async fn throughput_200k(store: &Store) {

@@ -167,7 +167,10 @@ impl PreparedAuth {
 /// hashed with SHA-256 and the digests compared in constant time (no content or length leaks). The daemon's
 /// admin endpoints use it too.
 pub fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
-    let Some(presented) = headers.get(header::AUTHORIZATION).and_then(|v| bearer_token(v.as_bytes())) else {
+    let Some(presented) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| bearer_token(v.as_bytes()))
+    else {
         return false;
     };
     let presented: [u8; 32] = Sha256::digest(presented).into();

@@ -69,6 +69,11 @@ pub enum Command {
         source: Option<String>,
         login: String,
     },
+    /// Run the daemon: login webhooks, background schedules, admin endpoints and metrics.
+    Serve {
+        #[arg(short, long, env = "IDSYNC_CONFIG")]
+        config: PathBuf,
+    },
     /// Recent runs recorded in the store.
     Runs {
         #[arg(short, long, env = "IDSYNC_CONFIG")]

@@ -61,6 +61,62 @@ pub struct Config {
     pub team_patterns: Vec<TeamPatternRule>,
     #[serde(default)]
     pub sync: Policy,
+    #[serde(default)]
+    pub serve: ServeConfig,
+}
+
+/// `[serve]`: the daemon (`idsync serve`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Where the webhook and admin endpoints listen.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Bearer token for the admin endpoints (`/v1/sync`, `/v1/runs`, `/v1/events/{id}`, `/readyz`,
+    /// `/metrics`). Without one, those endpoints answer 403.
+    pub admin_token: Option<SecretString>,
+    pub admin_token_file: Option<PathBuf>,
+    /// Login events applied concurrently (never two for the same user).
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Attempts before a failing event becomes a dead letter.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, up to 5 minutes.
+    #[serde(default = "default_retry_base_ms")]
+    pub retry_base_ms: u64,
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: default_listen(),
+            admin_token: None,
+            admin_token_file: None,
+            workers: default_workers(),
+            max_attempts: default_max_attempts(),
+            retry_base_ms: default_retry_base_ms(),
+            max_body_bytes: default_max_body_bytes(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_workers() -> usize {
+    4
+}
+fn default_max_attempts() -> u32 {
+    8
+}
+fn default_retry_base_ms() -> u64 {
+    2000
+}
+fn default_max_body_bytes() -> usize {
+    64 * 1024
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,8 +205,11 @@ pub struct LdapSourceConfig {
     pub nested_groups: bool,
     #[serde(default = "default_page_size")]
     pub page_size: u32,
-    /// Background schedule in cron syntax (used by `idsync serve`).
-    pub schedule: Option<String>,
+    /// Background full syncs for `idsync serve`: `{ cron = "0 1 * * *", timezone = "UTC", jitter_seconds = 0 }`
+    /// (Grafana's `sync_cron` syntax; 6 fields for seconds).
+    pub schedule: Option<idsync_schedule::ScheduleConfig>,
+    /// Login webhooks for this source: `{ auth = { kind = "hmac", secret = "…" }, format = "generic" }`.
+    pub webhook: Option<idsync_webhook::WebhookConfig>,
 }
 
 fn default_true() -> bool {
@@ -168,6 +227,7 @@ pub struct Loaded {
     pub org_tokens: Vec<(i64, SecretString)>,
     pub ldap: Vec<(String, idsync_ldap::LdapToml)>,
     pub team_rules: idsync_mapping::CompiledTeamRules,
+    pub admin_token: Option<SecretString>,
 }
 
 impl Loaded {
@@ -275,6 +335,21 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
             Err(e) => errors.push(e),
         }
     }
+    let serve = &config.serve;
+    let admin_token = read_secret("serve.admin_token", &serve.admin_token, &serve.admin_token_file)
+        .unwrap_or_else(|e| {
+            errors.push(e);
+            None
+        });
+    if let Err(e) = serve.listen.parse::<std::net::SocketAddr>() {
+        errors.push(error(
+            "serve.listen",
+            format!("not an address like 127.0.0.1:8080: {e}"),
+        ));
+    }
+    if serve.workers == 0 {
+        errors.push(error("serve.workers", "must be at least 1".into()));
+    }
     match url::Url::parse(&grafana.url) {
         Ok(url) if matches!(url.scheme(), "http" | "https") => {}
         Ok(url) => errors.push(error(
@@ -316,6 +391,12 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
         }
         match source {
             SourceConfig::Ldap(source) => {
+                if let Some(schedule) = &source.schedule
+                    && let Err(e) =
+                        idsync_schedule::CronSpec::parse(&schedule.cron, schedule.timezone.as_deref())
+                {
+                    errors.push(error(&format!("sources[{i}].schedule"), e.to_string()));
+                }
                 if source.page_size == 0 {
                     errors.push(error(
                         &format!("sources[{i}].page_size"),
@@ -358,6 +439,17 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
             Default::default()
         }
     };
+    let hooks = webhook_hooks(&config);
+    if let Err(problems) = idsync_webhook::validate_hooks(&hooks) {
+        errors.extend(problems.into_iter().map(|p| {
+            let index = config
+                .sources
+                .iter()
+                .position(|s| s.name() == p.source_name)
+                .unwrap_or_default();
+            error(&format!("sources[{index}].webhook"), p.message)
+        }));
+    }
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -368,7 +460,22 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
         org_tokens,
         ldap,
         team_rules,
+        admin_token,
     })
+}
+
+/// The webhook settings of every source that accepts login events.
+pub fn webhook_hooks(config: &Config) -> Vec<idsync_webhook::SourceHook> {
+    config
+        .sources
+        .iter()
+        .filter_map(|source| match source {
+            SourceConfig::Ldap(ldap) => ldap.webhook.clone().map(|config| idsync_webhook::SourceHook {
+                source: ldap.name.clone(),
+                config,
+            }),
+        })
+        .collect()
 }
 
 /// Replaces `${VAR}` in every string value with the environment variable's value; an unset variable is an

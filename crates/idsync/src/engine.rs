@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use idsync_core::{Change, Desired, DirectorySnapshot, Ledger, Observed, OwnedFact, Plan, login_key};
-use idsync_grafana::{ChangeOutcome, GrafanaClient, OutcomeStatus};
+use idsync_core::{Change, Desired, DirectorySnapshot, Ledger, Observed, OrgRef, OwnedFact, Plan, login_key};
+use idsync_grafana::{ChangeOutcome, GrafanaClient, OutcomeStatus, UserScope};
 use idsync_mapping::Rules;
 use idsync_plan::{AppliedAs, PlanInput, Policy};
 use idsync_store::{AuditEntry, ChangeResult, RunCounts, RunId, RunMode, RunOutcome, Store};
@@ -64,6 +64,32 @@ impl std::fmt::Display for Timings {
             self.read_ms, self.map_ms, self.observe_ms, self.ledger_ms, self.plan_ms, self.apply_ms
         )
     }
+}
+
+/// The result of one user's sync.
+pub struct UserSyncResult {
+    pub run: RunId,
+    pub outcome: RunOutcome,
+    pub plan: Plan,
+    pub failures: Vec<(Change, String)>,
+    /// Set when Grafana became unreachable or overloaded mid-way: worth retrying.
+    pub aborted: Option<String>,
+}
+
+/// A sync nobody watches.
+impl SyncObserver for () {}
+
+/// What applying one plan did.
+struct Applied {
+    outcome: RunOutcome,
+    applied: u64,
+    failed: u64,
+    skipped: u64,
+    failures: Vec<(Change, String)>,
+    aborted: Option<String>,
+    error: Option<String>,
+    recorded: anyhow::Result<()>,
+    apply_ms: u128,
 }
 
 /// The result of a sync.
@@ -288,27 +314,170 @@ impl Engine {
             });
         }
 
+        let applied = self
+            .apply_and_record(
+                run,
+                source.name(),
+                &prepared.plan,
+                &prepared.observed,
+                &prepared.ledger,
+                observer,
+            )
+            .await?;
+        let timings = Timings {
+            apply_ms: applied.apply_ms,
+            ..prepared.timings
+        };
+        let counts = counts_of(&prepared, applied.applied, applied.failed, applied.skipped);
+        self.store
+            .finish_run(run, applied.outcome, &counts, applied.error.as_deref())
+            .await?;
+        applied.recorded?;
+        Ok(SyncResult {
+            run,
+            outcome: applied.outcome,
+            counts,
+            plan: prepared.plan,
+            failures: applied.failures,
+            aborted: applied.aborted,
+            timings,
+        })
+    }
+
+    /// Syncs one user, as a login event does: at most two directory operations, a scoped read of Grafana,
+    /// a plan for that user only, and the same apply and recording as a full sync. Recorded as a run.
+    pub async fn sync_user(
+        &self,
+        source: &SourceConfig,
+        login: &str,
+        trigger: &str,
+    ) -> anyhow::Result<UserSyncResult> {
+        let run = self
+            .store
+            .start_run(source.name(), trigger, RunMode::Sync)
+            .await?;
+        match self.sync_user_in_run(run, source, login).await {
+            Ok((plan, applied)) => {
+                let counts = RunCounts {
+                    planned: plan.changes.len() as u64,
+                    applied: applied.applied,
+                    failed: applied.failed,
+                    skipped: applied.skipped,
+                    users_read: 1,
+                    ldap_operations: 0,
+                };
+                self.store
+                    .finish_run(run, applied.outcome, &counts, applied.error.as_deref())
+                    .await?;
+                applied.recorded?;
+                Ok(UserSyncResult {
+                    run,
+                    outcome: applied.outcome,
+                    plan,
+                    failures: applied.failures,
+                    aborted: applied.aborted,
+                })
+            }
+            Err(e) => {
+                self.store
+                    .finish_run(
+                        run,
+                        RunOutcome::Failed,
+                        &RunCounts::default(),
+                        Some(&format!("{e:#}")),
+                    )
+                    .await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn sync_user_in_run(
+        &self,
+        run: RunId,
+        source: &SourceConfig,
+        login: &str,
+    ) -> anyhow::Result<(Plan, Applied)> {
+        let user = self.lookup(source, login).await?;
+        let key = login_key(user.as_ref().map_or(login, |u| u.login.as_str()));
+        let snapshot = DirectorySnapshot {
+            source: source.name().into(),
+            users: user.into_iter().collect(),
+            ..Default::default()
+        };
+        let desired = idsync_mapping::map_snapshot(&snapshot, &self.rules(source));
+        let ledger = self
+            .store
+            .ledger_for_login(source.name(), &key)
+            .await
+            .context("loading the ownership ledger")?;
+        let teams: Vec<(OrgRef, String)> = desired
+            .users
+            .get(&key)
+            .map(|u| u.teams.keys().map(|t| (t.org.clone(), t.name.clone())).collect())
+            .unwrap_or_default();
+        let team_ids: Vec<(i64, i64)> = ledger
+            .own
+            .iter()
+            .chain(&ledger.others)
+            .filter_map(|fact| match fact {
+                OwnedFact::TeamMembership { org_id, team_id, .. } => Some((*org_id, *team_id)),
+                _ => None,
+            })
+            .collect();
+        let scope = UserScope {
+            login: &key,
+            teams: &teams,
+            team_ids: &team_ids,
+        };
+        let observed = self
+            .grafana
+            .observe_user(&scope)
+            .await
+            .context("reading Grafana's state for the user")?;
+        let plan = idsync_plan::plan(PlanInput {
+            source: source.name(),
+            desired: &desired,
+            observed: &observed,
+            ledger: &ledger,
+            policy: &self.loaded.config.sync,
+            withhold_removals: None,
+            scope: Some(&key),
+        });
+        let applied = self
+            .apply_and_record(run, source.name(), &plan, &observed, &ledger, &())
+            .await?;
+        Ok((plan, applied))
+    }
+
+    /// Applies a plan and records every outcome (audit + ledger) while it runs.
+    async fn apply_and_record(
+        &self,
+        run: RunId,
+        source: &str,
+        plan: &Plan,
+        observed: &Observed,
+        ledger: &Ledger,
+        observer: &dyn SyncObserver,
+    ) -> anyhow::Result<Applied> {
         let (sender, receiver) = mpsc::unbounded_channel();
         let recorder = tokio::spawn(record_outcomes(
             self.store.clone(),
             run,
-            source.name().to_string(),
-            prepared.ledger.clone(),
+            source.to_string(),
+            ledger.clone(),
             receiver,
         ));
         let apply_started = Instant::now();
         let report = self
             .grafana
-            .apply(&prepared.plan, &prepared.observed, &|outcome: &ChangeOutcome| {
+            .apply(plan, observed, &|outcome: &ChangeOutcome| {
                 let _ = sender.send(outcome.clone());
                 observer.outcome(outcome);
             })
             .await;
         drop(sender);
-        let timings = Timings {
-            apply_ms: apply_started.elapsed().as_millis(),
-            ..prepared.timings
-        };
+        let apply_ms = apply_started.elapsed().as_millis();
         let recorded = recorder.await.context("the outcome recorder stopped")?;
         let mut failures = Vec::new();
         let (mut applied, mut failed, mut skipped) = (0, 0, 0);
@@ -322,7 +491,6 @@ impl Engine {
                 OutcomeStatus::NotAttempted => skipped += 1,
             }
         }
-        let counts = counts_of(&prepared, applied, failed, skipped);
         let outcome = match (applied, failed + skipped) {
             (_, 0) => RunOutcome::Succeeded,
             (0, _) => RunOutcome::Failed,
@@ -334,18 +502,16 @@ impl Engine {
             (None, Ok(())) if failed > 0 => Some(format!("{failed} change(s) failed")),
             _ => None,
         };
-        self.store
-            .finish_run(run, outcome, &counts, error.as_deref())
-            .await?;
-        recorded?;
-        Ok(SyncResult {
-            run,
+        Ok(Applied {
             outcome,
-            counts,
-            plan: prepared.plan,
+            applied,
+            failed,
+            skipped,
             failures,
             aborted: report.aborted,
-            timings,
+            error,
+            recorded,
+            apply_ms,
         })
     }
 }

@@ -6,6 +6,7 @@ pub mod commands;
 pub mod config;
 pub mod engine;
 pub mod output;
+pub mod serve;
 
 /// Runs one command line in the current async runtime and returns the process exit code.
 pub async fn run_cli<I, T>(args: I) -> anyhow::Result<u8>

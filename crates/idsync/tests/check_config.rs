@@ -57,10 +57,13 @@ ldap_toml = "ldap.toml"
 #[test]
 fn the_shipped_example_config_validates() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/idsync.toml");
-    let (code, stdout, stderr) = check(
-        &root,
-        &[("GRAFANA_ADMIN_PASSWORD", "x"), ("LDAP_BIND_PASSWORD", "y")],
-    );
+    let env = [
+        ("GRAFANA_ADMIN_PASSWORD", "x"),
+        ("LDAP_BIND_PASSWORD", "y"),
+        ("IDSYNC_ADMIN_TOKEN", "t"),
+        ("IDSYNC_WEBHOOK_SECRET", "s"),
+    ];
+    let (code, stdout, stderr) = check(&root, &env);
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(
         stdout.contains("ok (1 source(s), 2 team rule(s), 1 team pattern(s))"),
@@ -71,11 +74,56 @@ fn the_shipped_example_config_validates() {
 #[test]
 fn the_compose_config_validates() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/compose/idsync.toml");
-    let (code, stdout, stderr) = check(
-        &root,
-        &[("GRAFANA_ADMIN_PASSWORD", "x"), ("LDAP_BIND_PASSWORD", "y")],
-    );
+    let env = [
+        ("GRAFANA_ADMIN_PASSWORD", "x"),
+        ("LDAP_BIND_PASSWORD", "y"),
+        ("IDSYNC_ADMIN_TOKEN", "t"),
+        ("IDSYNC_WEBHOOK_SECRET", "s"),
+    ];
+    let (code, stdout, stderr) = check(&root, &env);
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+}
+
+/// docker-compose.yml cannot run here (no Docker engine), so it is parsed and checked for what the README
+/// promises: real Grafana, OpenLDAP with the sample data, PostgreSQL and the idsync daemon, with every file
+/// it mounts present and published ports bound to loopback.
+#[test]
+fn the_compose_file_is_valid_and_complete() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
+    let compose: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let services = compose["services"].as_mapping().unwrap();
+    for name in ["grafana", "openldap", "postgres", "idsync"] {
+        assert!(services.contains_key(name), "service {name} missing");
+    }
+    let idsync = &compose["services"]["idsync"];
+    let command: Vec<&str> = idsync["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(
+        command.first(),
+        Some(&"serve"),
+        "the compose idsync runs the daemon"
+    );
+    for service in services.values() {
+        for volume in service["volumes"].as_sequence().into_iter().flatten() {
+            let Some(host) = volume.as_str().and_then(|v| v.split(':').next()) else {
+                continue;
+            };
+            if host.starts_with("./") {
+                assert!(root.join(host).exists(), "mounted file {host} exists");
+            }
+        }
+        for port in service["ports"].as_sequence().into_iter().flatten() {
+            assert!(
+                port.as_str().unwrap().starts_with("127.0.0.1:"),
+                "ports bind to loopback: {port:?}"
+            );
+        }
+    }
 }
 
 #[test]

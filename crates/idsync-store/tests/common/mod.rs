@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod queue;
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

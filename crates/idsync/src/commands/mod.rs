@@ -119,6 +119,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             let source = engine.loaded.source(source.as_deref())?;
             explain::explain(&engine, source, &login).await
         }
+        Command::Serve { config } => {
+            let engine = open(&config).await?;
+            crate::serve::run(engine).await?;
+            Ok(0)
+        }
         Command::Runs { config, limit, json } => {
             let engine = open(&config).await?;
             store_views::runs(&engine, limit, json).await
