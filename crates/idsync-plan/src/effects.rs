@@ -1,6 +1,6 @@
 //! How an applied change moves the ownership ledger. Pure: the binary feeds it each change's outcome.
 
-use idsync_core::{Change, Ledger, OwnedFact, login_key};
+use idsync_core::{Change, OwnedFact, login_key};
 
 /// How Grafana took a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,12 +25,14 @@ pub struct LedgerEffects {
 /// - A removal releases the fact whatever the answer, since the membership is gone either way; removing an
 ///   org membership also releases the team memberships in that org (Grafana deletes them with it).
 /// - `team_id` is the team's id once known (it is not in the change for a team created in the same run).
+/// - `login_facts` are the facts the source owns about the change's login (only read for `RemoveOrgUser`
+///   and `DeleteUser`, so callers can build them lazily; an index by login keeps this O(facts of one user)).
 pub fn ledger_effects(
     change: &Change,
     applied: AppliedAs,
     team_id: Option<i64>,
     user_created_by_idsync: bool,
-    ledger: &Ledger,
+    login_facts: &[&OwnedFact],
 ) -> LedgerEffects {
     let mut effects = LedgerEffects::default();
     let created = applied == AppliedAs::Applied;
@@ -85,20 +87,16 @@ pub fn ledger_effects(
                 org_id: *org_id,
                 login: key.clone(),
             });
-            effects.remove.extend(ledger.own.iter().filter(|fact| {
-                matches!(fact, OwnedFact::TeamMembership { org_id: o, login: l, .. } if o == org_id && *l == key)
-            }).cloned());
-        }
-        Change::DeleteUser { login } => {
-            let key = login_key(login);
             effects.remove.extend(
-                ledger
-                    .own
+                login_facts
                     .iter()
-                    .filter(|fact| fact.login() == Some(key.as_str()))
-                    .cloned(),
+                    .filter(|fact| matches!(fact, OwnedFact::TeamMembership { org_id: o, .. } if o == org_id))
+                    .map(|fact| (*fact).clone()),
             );
         }
+        Change::DeleteUser { .. } => effects
+            .remove
+            .extend(login_facts.iter().map(|fact| (*fact).clone())),
         _ => {}
     }
     effects

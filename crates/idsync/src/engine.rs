@@ -5,7 +5,7 @@
 //! the failed run is recorded; outcomes are recorded as they arrive, so a crash mid-apply loses at most the
 //! changes in flight.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -461,24 +461,22 @@ impl Engine {
         observer: &dyn SyncObserver,
     ) -> anyhow::Result<Applied> {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(record_outcomes(
-            self.store.clone(),
-            run,
-            source.to_string(),
-            ledger.clone(),
-            receiver,
-        ));
         let apply_started = Instant::now();
-        let report = self
-            .grafana
-            .apply(plan, observed, &|outcome: &ChangeOutcome| {
-                let _ = sender.send(outcome.clone());
-                observer.outcome(outcome);
-            })
-            .await;
-        drop(sender);
+        // Apply and record side by side in this task: outcomes are written while later changes run.
+        let apply = async move {
+            let report = self
+                .grafana
+                .apply(plan, observed, &|outcome: &ChangeOutcome| {
+                    let _ = sender.send(outcome.clone());
+                    observer.outcome(outcome);
+                })
+                .await;
+            drop(sender);
+            report
+        };
+        let record = record_outcomes(&self.store, run, source, ledger, receiver);
+        let (report, recorded) = tokio::join!(apply, record);
         let apply_ms = apply_started.elapsed().as_millis();
-        let recorded = recorder.await.context("the outcome recorder stopped")?;
         let mut failures = Vec::new();
         let (mut applied, mut failed, mut skipped) = (0, 0, 0);
         for outcome in &report.outcomes {
@@ -529,20 +527,13 @@ fn counts_of(prepared: &Prepared, applied: u64, failed: u64, skipped: u64) -> Ru
 
 /// Writes outcomes to the audit log and the ledger in batches as they arrive.
 async fn record_outcomes(
-    store: Arc<Store>,
+    store: &Store,
     run: RunId,
-    source: String,
-    mut ledger: Ledger,
+    source: &str,
+    ledger: &Ledger,
     mut receiver: mpsc::UnboundedReceiver<ChangeOutcome>,
 ) -> anyhow::Result<()> {
-    let mut created_users: BTreeSet<String> = ledger
-        .own
-        .iter()
-        .filter_map(|fact| match fact {
-            OwnedFact::User { login } => Some(login.clone()),
-            _ => None,
-        })
-        .collect();
+    let mut recorder = Recorder::new(ledger);
     // Group commit: while one batch is being written, the next accumulates.
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
@@ -554,64 +545,100 @@ async fn record_outcomes(
         }
         let entries: Vec<AuditEntry> = batch
             .iter()
-            .map(|outcome| audit_entry(outcome, &mut ledger, &mut created_users))
+            .map(|outcome| recorder.audit_entry(outcome))
             .collect();
         store
-            .record_changes(run, &source, &entries)
+            .record_changes(run, source, &entries)
             .await
             .context("recording applied changes")?;
     }
     Ok(())
 }
 
-fn audit_entry(
-    outcome: &ChangeOutcome,
-    ledger: &mut Ledger,
-    created_users: &mut BTreeSet<String>,
-) -> AuditEntry {
-    let change = &outcome.change;
-    let (result, error, applied_as) = match &outcome.status {
-        OutcomeStatus::Applied => (ChangeResult::Applied, None, Some(AppliedAs::Applied)),
-        OutcomeStatus::AlreadyInState => (
-            ChangeResult::AlreadyInState,
-            None,
-            Some(AppliedAs::AlreadyInState),
-        ),
-        OutcomeStatus::Failed { message, .. } => (ChangeResult::Failed, Some(message.clone()), None),
-        OutcomeStatus::NotAttempted => (
-            ChangeResult::Failed,
-            Some("not attempted: an earlier phase failed".into()),
-            None,
-        ),
-    };
-    let mut entry = AuditEntry {
-        change_kind: change.kind().to_string(),
-        description: change.to_string(),
-        login: change.login().map(str::to_string),
-        reasons: outcome.reasons.clone(),
-        result,
-        error,
-        ledger_add: Vec::new(),
-        ledger_remove: Vec::new(),
-    };
-    if let Some(applied_as) = applied_as {
-        let created = change
-            .login()
-            .is_some_and(|l| created_users.contains(&login_key(l)));
-        let effects = idsync_plan::ledger_effects(change, applied_as, outcome.team_id, created, ledger);
-        for fact in &effects.remove {
-            ledger.own.remove(fact);
+/// Turns outcomes into audit entries with their ledger effects.
+struct Recorder<'a> {
+    ledger: &'a Ledger,
+    /// Users idsync created (before or during this run): Grafana's auto-assignment acts on their behalf.
+    created_users: BTreeSet<String>,
+    /// This source's facts by login, built on first need (only removals of a whole org or user read it).
+    by_login: Option<HashMap<&'a str, Vec<&'a OwnedFact>>>,
+}
+
+impl<'a> Recorder<'a> {
+    fn new(ledger: &'a Ledger) -> Self {
+        let created_users = ledger
+            .own
+            .iter()
+            .filter_map(|fact| match fact {
+                OwnedFact::User { login } => Some(login.clone()),
+                _ => None,
+            })
+            .collect();
+        Recorder {
+            ledger,
+            created_users,
+            by_login: None,
         }
+    }
+
+    fn audit_entry(&mut self, outcome: &ChangeOutcome) -> AuditEntry {
+        let change = &outcome.change;
+        let (result, error, applied_as) = match &outcome.status {
+            OutcomeStatus::Applied => (ChangeResult::Applied, None, Some(AppliedAs::Applied)),
+            OutcomeStatus::AlreadyInState => (
+                ChangeResult::AlreadyInState,
+                None,
+                Some(AppliedAs::AlreadyInState),
+            ),
+            OutcomeStatus::Failed { message, .. } => (ChangeResult::Failed, Some(message.clone()), None),
+            OutcomeStatus::NotAttempted => (
+                ChangeResult::Failed,
+                Some("not attempted: an earlier phase failed".into()),
+                None,
+            ),
+        };
+        let mut entry = AuditEntry {
+            change_kind: change.kind().to_string(),
+            description: change.to_string(),
+            login: change.login().map(str::to_string),
+            reasons: outcome.reasons.clone(),
+            result,
+            error,
+            ledger_add: Vec::new(),
+            ledger_remove: Vec::new(),
+        };
+        let Some(applied_as) = applied_as else {
+            return entry;
+        };
+        let key = change.login().map(login_key);
+        let created = key.as_ref().is_some_and(|k| self.created_users.contains(k));
+        let needs_facts = matches!(change, Change::RemoveOrgUser { .. } | Change::DeleteUser { .. });
+        let login_facts: &[&OwnedFact] = match (&key, needs_facts) {
+            (Some(key), true) => {
+                let ledger = self.ledger;
+                let index = self.by_login.get_or_insert_with(|| {
+                    let mut index: HashMap<&str, Vec<&OwnedFact>> = HashMap::new();
+                    for fact in &ledger.own {
+                        if let Some(login) = fact.login() {
+                            index.entry(login).or_default().push(fact);
+                        }
+                    }
+                    index
+                });
+                index.get(key.as_str()).map_or(&[], Vec::as_slice)
+            }
+            _ => &[],
+        };
+        let effects = idsync_plan::ledger_effects(change, applied_as, outcome.team_id, created, login_facts);
         for fact in &effects.add {
             if let OwnedFact::User { login } = fact {
-                created_users.insert(login.clone());
+                self.created_users.insert(login.clone());
             }
-            ledger.own.insert(fact.clone());
         }
         entry.ledger_add = effects.add;
         entry.ledger_remove = effects.remove;
+        entry
     }
-    entry
 }
 
 fn grafana_config(loaded: &Loaded) -> anyhow::Result<idsync_grafana::GrafanaConfig> {

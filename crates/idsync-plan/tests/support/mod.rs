@@ -351,7 +351,13 @@ pub fn apply_model(plan: &Plan, observed: &mut Observed, ledger: &mut Ledger) {
                 login: login_key(login),
             });
         }
-        let effects = ledger_effects(change, AppliedAs::Applied, team_id, created_user, ledger);
+        let key = change.login().map(login_key);
+        let login_facts: Vec<&OwnedFact> = ledger
+            .own
+            .iter()
+            .filter(|fact| fact.login().map(str::to_string) == key)
+            .collect();
+        let effects = ledger_effects(change, AppliedAs::Applied, team_id, created_user, &login_facts);
         for fact in effects.remove {
             ledger.own.remove(&fact);
         }
