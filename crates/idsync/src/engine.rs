@@ -467,6 +467,14 @@ impl Engine {
             let report = self
                 .grafana
                 .apply(plan, observed, &|outcome: &ChangeOutcome| {
+                    let result = match outcome.status {
+                        OutcomeStatus::Applied => "applied",
+                        OutcomeStatus::AlreadyInState => "already_in_state",
+                        OutcomeStatus::Failed { .. } => "failed",
+                        OutcomeStatus::NotAttempted => "not_attempted",
+                    };
+                    metrics::counter!("idsync_changes_applied_total", "kind" => outcome.change.kind(), "result" => result)
+                        .increment(1);
                     let _ = sender.send(outcome.clone());
                     observer.outcome(outcome);
                 })
