@@ -235,17 +235,7 @@ impl Engine {
                 self.store.finish_run(run, outcome, &counts, None).await?;
                 Ok((run, prepared))
             }
-            Err(e) => {
-                self.store
-                    .finish_run(
-                        run,
-                        RunOutcome::Failed,
-                        &RunCounts::default(),
-                        Some(&format!("{e:#}")),
-                    )
-                    .await?;
-                Err(e)
-            }
+            Err(e) => self.fail_run(run, e).await,
         }
     }
 
@@ -267,17 +257,7 @@ impl Engine {
         };
         let prepared = match self.prepare(source, &policy).await {
             Ok(prepared) => prepared,
-            Err(e) => {
-                self.store
-                    .finish_run(
-                        run,
-                        RunOutcome::Failed,
-                        &RunCounts::default(),
-                        Some(&format!("{e:#}")),
-                    )
-                    .await?;
-                return Err(e);
-            }
+            Err(e) => return self.fail_run(run, e).await,
         };
         observer.planned(&prepared.plan);
         if prepared.plan.breaker.tripped {
@@ -378,17 +358,7 @@ impl Engine {
                     aborted: applied.aborted,
                 })
             }
-            Err(e) => {
-                self.store
-                    .finish_run(
-                        run,
-                        RunOutcome::Failed,
-                        &RunCounts::default(),
-                        Some(&format!("{e:#}")),
-                    )
-                    .await?;
-                Err(e)
-            }
+            Err(e) => self.fail_run(run, e).await,
         }
     }
 
@@ -448,6 +418,15 @@ impl Engine {
             .apply_and_record(run, source.name(), &plan, &observed, &ledger, &())
             .await?;
         Ok((plan, applied))
+    }
+
+    /// Records a run that failed before applying anything, and hands the error back.
+    async fn fail_run<T>(&self, run: RunId, error: anyhow::Error) -> anyhow::Result<T> {
+        let message = format!("{error:#}");
+        self.store
+            .finish_run(run, RunOutcome::Failed, &RunCounts::default(), Some(&message))
+            .await?;
+        Err(error)
     }
 
     /// Applies a plan and records every outcome (audit + ledger) while it runs.
