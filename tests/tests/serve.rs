@@ -157,6 +157,16 @@ async fn a_login_webhook_applies_the_users_teams_and_roles() {
     // Only frank was touched: nobody else was created.
     assert!(world.user_id("alice").await.is_err());
 
+    let runs = world.engine().await.unwrap().store.runs(20).await.unwrap();
+    let run = runs
+        .iter()
+        .find(|r| r.trigger.contains("evt-1"))
+        .expect("the event's run is recorded");
+    assert!(
+        (1..=2).contains(&run.counts.ldap_operations),
+        "a login event costs at most 2 LDAP operations: {}",
+        run.counts.ldap_operations
+    );
     let (status, doc) = daemon.admin(reqwest::Method::GET, "/v1/events/evt-1").await;
     assert_eq!(status, 200);
     assert_eq!(doc["login"], "frank");

@@ -337,14 +337,14 @@ impl Engine {
             .start_run(source.name(), trigger, RunMode::Sync)
             .await?;
         match self.sync_user_in_run(run, source, login).await {
-            Ok((plan, applied)) => {
+            Ok((plan, applied, stats)) => {
                 let counts = RunCounts {
                     planned: plan.changes.len() as u64,
                     applied: applied.applied,
                     failed: applied.failed,
                     skipped: applied.skipped,
-                    users_read: 1,
-                    ldap_operations: 0,
+                    users_read: stats.users,
+                    ldap_operations: stats.operations,
                 };
                 self.store
                     .finish_run(run, applied.outcome, &counts, applied.error.as_deref())
@@ -367,13 +367,17 @@ impl Engine {
         run: RunId,
         source: &SourceConfig,
         login: &str,
-    ) -> anyhow::Result<(Plan, Applied)> {
-        let user = self.lookup(source, login).await?;
+    ) -> anyhow::Result<(Plan, Applied, idsync_core::ReadStats)> {
+        let (user, stats) = self
+            .ldap_source(source)?
+            .lookup_with_stats(login)
+            .await
+            .with_context(|| format!("looking up {login:?} in source {:?}", source.name()))?;
         let key = login_key(user.as_ref().map_or(login, |u| u.login.as_str()));
         let snapshot = DirectorySnapshot {
             source: source.name().into(),
             users: user.into_iter().collect(),
-            ..Default::default()
+            stats,
         };
         let desired = idsync_mapping::map_snapshot(&snapshot, &self.rules(source));
         let ledger = self
@@ -417,7 +421,7 @@ impl Engine {
         let applied = self
             .apply_and_record(run, source.name(), &plan, &observed, &ledger, &())
             .await?;
-        Ok((plan, applied))
+        Ok((plan, applied, snapshot.stats))
     }
 
     /// Records a run that failed before applying anything, and hands the error back.
