@@ -129,10 +129,10 @@ const MAX_LEASE: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// The due queued events whose user has no running event with a live lease, oldest first (`$1` = now,
 /// `$2` = page size). The scan and its order come from `events_claim_idx`, so the cost does not depend on
-/// the depth of the queue. The users to skip are read once per query (the running events: a few per
-/// worker) and looked up per row; a correlated `NOT EXISTS` probe per row was 5x slower when many
-/// events of a busy user sit at the head of the queue (10k of them: 9 ms per claim on SQLite). `NOT IN`
-/// is safe here: neither column can be NULL.
+/// the depth of the queue, only on how many events it steps over (those of users with a running event).
+/// The users to skip are read once per query (the running events: a few per worker) and looked up per
+/// row; a correlated `NOT EXISTS` probe per row was 5x slower with 10k events of a busy user at the head
+/// of the queue. `NOT IN` is safe here: neither column can be NULL.
 const CLAIM_CANDIDATES: &str = "\
     SELECT e.id, e.source, e.login_key FROM events e \
     WHERE e.state = 'queued' AND e.next_attempt_at <= $1 \
@@ -225,7 +225,9 @@ impl Store {
     /// At most one event per user is in flight: an event is not claimed while another event of the same
     /// source and login (compared by `login_key`) is running with a lease that has not expired, and one
     /// claim never takes two events of the same user. Safe with any number of concurrent claimers, in this
-    /// process or others: claims take turns (SQLite's write lock; a PostgreSQL advisory lock).
+    /// process or others (SQLite: the claiming UPDATE re-checks both rules under the write lock;
+    /// PostgreSQL: claims take turns on an advisory lock). A claim may return fewer events than are
+    /// claimable (it gives up after a few rounds of lost races); an empty result means none was.
     pub async fn claim_events(
         &self,
         now: DateTime<Utc>,
@@ -271,16 +273,14 @@ impl Store {
         const CONTEXT: &str = "complete event";
         let turn = self.write_turn().await;
         let updated = with_bookkeeping_pool!(self, pool => {
-            sqlx::query(
-                COMPLETE,
-            )
-            .bind(id)
-            .bind(Timestamp::at(now))
-            .bind(run.map(|r| r.0))
-            .execute(pool)
-            .await
-            .map_err(StoreError::query(CONTEXT))?
-            .rows_affected()
+            sqlx::query(COMPLETE)
+                .bind(id)
+                .bind(Timestamp::at(now))
+                .bind(run.map(|r| r.0))
+                .execute(pool)
+                .await
+                .map_err(StoreError::query(CONTEXT))?
+                .rows_affected()
         });
         drop(turn);
         self.check_transition(id, updated, "complete").await
@@ -297,16 +297,14 @@ impl Store {
         const CONTEXT: &str = "retry event";
         let turn = self.write_turn().await;
         let updated = with_bookkeeping_pool!(self, pool => {
-            sqlx::query(
-                RETRY,
-            )
-            .bind(id)
-            .bind(error)
-            .bind(Timestamp::at(next_attempt_at))
-            .execute(pool)
-            .await
-            .map_err(StoreError::query(CONTEXT))?
-            .rows_affected()
+            sqlx::query(RETRY)
+                .bind(id)
+                .bind(error)
+                .bind(Timestamp::at(next_attempt_at))
+                .execute(pool)
+                .await
+                .map_err(StoreError::query(CONTEXT))?
+                .rows_affected()
         });
         drop(turn);
         self.check_transition(id, updated, "retry").await
@@ -323,16 +321,14 @@ impl Store {
         const CONTEXT: &str = "dead-letter event";
         let turn = self.write_turn().await;
         let updated = with_bookkeeping_pool!(self, pool => {
-            sqlx::query(
-                DEAD_LETTER,
-            )
-            .bind(id)
-            .bind(error)
-            .bind(Timestamp::at(now))
-            .execute(pool)
-            .await
-            .map_err(StoreError::query(CONTEXT))?
-            .rows_affected()
+            sqlx::query(DEAD_LETTER)
+                .bind(id)
+                .bind(error)
+                .bind(Timestamp::at(now))
+                .execute(pool)
+                .await
+                .map_err(StoreError::query(CONTEXT))?
+                .rows_affected()
         });
         drop(turn);
         self.check_transition(id, updated, "dead-letter").await
@@ -345,14 +341,12 @@ impl Store {
         const CONTEXT: &str = "requeue expired events";
         let turn = self.write_turn().await;
         let requeued = with_bookkeeping_pool!(self, pool => {
-            sqlx::query(
-                REQUEUE_EXPIRED,
-            )
-            .bind(Timestamp::at(now))
-            .execute(pool)
-            .await
-            .map_err(StoreError::query(CONTEXT))?
-            .rows_affected()
+            sqlx::query(REQUEUE_EXPIRED)
+                .bind(Timestamp::at(now))
+                .execute(pool)
+                .await
+                .map_err(StoreError::query(CONTEXT))?
+                .rows_affected()
         });
         drop(turn);
         if requeued > 0 {

@@ -103,8 +103,8 @@ pub(crate) struct SqliteDb {
     /// one to a power cut only replays an event (see the crate docs). For `:memory:`, the same pool.
     pub(crate) bookkeeping: SqlitePool,
     /// Writers of this process queue here, first come first served, before asking SQLite for its write
-    /// lock: waiting on SQLite's busy handler means sleeping in steps of up to 100 ms while holding a
-    /// pooled connection.
+    /// lock: SQLite's busy handler would have them sleep in steps of 1, 2, 5, … up to 100 ms (waking long
+    /// after the lock was released) while holding a pooled connection.
     pub(crate) writer: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -274,8 +274,8 @@ impl Store {
         }
     }
 
-    /// Waits for this process's turn to write (SQLite; see [`SqliteDb::writer`]). Hold the guard until the
-    /// write has committed or rolled back.
+    /// Waits for this process's turn to write (SQLite; see [`SqliteDb::writer`]). Hold it until the write
+    /// has committed or rolled back.
     pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match &self.backend {
             Backend::Sqlite(db) => Some(Arc::clone(&db.writer).lock_owned().await),

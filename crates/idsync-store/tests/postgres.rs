@@ -205,7 +205,7 @@ async fn pg_queue_throughput() {
         return;
     };
     let store = Store::open(&db.url).await.unwrap();
-    let p99 = queue::daemon_load(&store, "postgres", 2_000, 10, 4).await;
+    let p99 = queue::daemon_load(&store, "postgres", 2_000, 10, 4, 16).await;
     println!("ack p99 {p99:.2?}");
     store.close().await;
     db.drop_database().await;

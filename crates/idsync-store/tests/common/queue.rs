@@ -801,9 +801,17 @@ pub async fn ledger_for_login_timing(store: &Store, label: &str, users: usize) {
 }
 
 /// The daemon's load: deliveries arrive at `rate` per second for `seconds`; a group-commit loop enqueues
-/// whatever has arrived in one call while `workers` tasks claim and complete. Prints the ack latency
-/// (arrival to commit) and the batch sizes.
-pub async fn daemon_load(store: &Store, label: &str, rate: u32, seconds: u32, workers: usize) -> Duration {
+/// whatever has arrived in one call while `workers` tasks claim up to `claim` events and complete them at
+/// once (the worst case for write contention: real workers spend most of their time on Grafana). Prints
+/// the ack latency (arrival to commit) and the batch sizes.
+pub async fn daemon_load(
+    store: &Store,
+    label: &str,
+    rate: u32,
+    seconds: u32,
+    workers: usize,
+    claim: u32,
+) -> Duration {
     let total = (rate * seconds) as usize;
     let (deliveries, mut arrivals) = tokio::sync::mpsc::unbounded_channel::<(NewEvent, Instant)>();
     let producer = tokio::spawn(async move {
@@ -829,7 +837,7 @@ pub async fn daemon_load(store: &Store, label: &str, rate: u32, seconds: u32, wo
             let mut samples = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let at = Instant::now();
-                let claimed = store.claim_events(Utc::now(), 16, LEASE).await.unwrap();
+                let claimed = store.claim_events(Utc::now(), claim, LEASE).await.unwrap();
                 samples.push(at.elapsed());
                 if claimed.is_empty() {
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -877,11 +885,11 @@ pub async fn daemon_load(store: &Store, label: &str, rate: u32, seconds: u32, wo
     acks.sort_unstable();
     let p99 = percentile(&acks, 0.99);
     println!(
-        "[{label}] {rate} deliveries/s for {seconds}s, {workers} workers: {}",
+        "[{label}] {rate} deliveries/s for {seconds}s, {workers} workers claiming {claim}: {}",
         summary("ack latency", acks)
     );
     println!("[{label}] {}", summary("enqueue_events per batch", commit));
-    println!("[{label}] {}", summary("claim_events(16)", claims));
+    println!("[{label}] {}", summary(&format!("claim_events({claim})"), claims));
     println!("[{label}] batch sizes (rounded up to a power of two: count) {sizes:?}; {processed} processed");
     p99
 }
