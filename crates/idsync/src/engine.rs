@@ -167,8 +167,17 @@ impl Engine {
         source: &SourceConfig,
         login: &str,
     ) -> anyhow::Result<Option<idsync_core::DirectoryUser>> {
+        Ok(self.lookup_with_stats(source, login).await?.0)
+    }
+
+    /// [`Engine::lookup`] with what the lookup cost in directory operations.
+    async fn lookup_with_stats(
+        &self,
+        source: &SourceConfig,
+        login: &str,
+    ) -> anyhow::Result<(Option<idsync_core::DirectoryUser>, idsync_core::ReadStats)> {
         let ldap = self.ldap_source(source)?;
-        ldap.lookup(login)
+        ldap.lookup_with_stats(login)
             .await
             .with_context(|| format!("looking up {login:?} in source {:?}", source.name()))
     }
@@ -368,11 +377,7 @@ impl Engine {
         source: &SourceConfig,
         login: &str,
     ) -> anyhow::Result<(Plan, Applied, idsync_core::ReadStats)> {
-        let (user, stats) = self
-            .ldap_source(source)?
-            .lookup_with_stats(login)
-            .await
-            .with_context(|| format!("looking up {login:?} in source {:?}", source.name()))?;
+        let (user, stats) = self.lookup_with_stats(source, login).await?;
         let key = login_key(user.as_ref().map_or(login, |u| u.login.as_str()));
         let snapshot = DirectorySnapshot {
             source: source.name().into(),

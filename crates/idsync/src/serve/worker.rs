@@ -16,6 +16,8 @@ use crate::engine::Engine;
 /// How often an idle worker looks for events whose retry time has come.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How often an idle worker refreshes the queue-depth gauge.
+const DEPTH_REFRESH: Duration = Duration::from_secs(5);
 
 pub async fn run(
     number: usize,
@@ -24,6 +26,7 @@ pub async fn run(
     work_ready: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut depth_refreshed: Option<Instant> = None;
     loop {
         if *stop.borrow() {
             return;
@@ -49,7 +52,11 @@ pub async fn run(
             _ = tokio::time::sleep(IDLE_POLL) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        refresh_depth(&engine).await;
+        // Counting the queue costs a scan at depth; idle workers refresh the gauge at most every few seconds.
+        if depth_refreshed.is_none_or(|at| at.elapsed() >= DEPTH_REFRESH) {
+            refresh_depth(&engine).await;
+            depth_refreshed = Some(Instant::now());
+        }
     }
 }
 
