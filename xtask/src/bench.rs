@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// Emulator write latency for the throughput run (e), in ms.
     #[arg(long, default_value_t = 5)]
     write_latency_ms: u64,
+    /// After the first sync of W, keep slapd and the emulator running (for profiling resyncs by hand) and
+    /// print the config to use; stop with Ctrl-C.
+    #[arg(long)]
+    hold: bool,
 }
 
 struct Shape {
@@ -138,6 +142,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         bail!("first sync did not succeed: {}", first.json["outcome"]);
     }
 
+    if args.hold {
+        println!("holding: idsync sync --json --timings -c {config}");
+        loop {
+            std::thread::park();
+        }
+    }
+
     // (a)–(d): a no-op resync.
     let resync = timed_idsync(&bin, &work, &["sync", "--json", "--timings", "-c", &config])?;
     let resync_writes = writes(&grafana.url)? - writes_after_first;
@@ -154,6 +165,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         ms("map_ms"),
         ms("plan_ms"),
         read_map_plan / ldapsearch_s
+    );
+    println!(
+        "    whole prepare (read, observe and ledger concurrently, then map and plan): {:.2}s = {:.2}x ldapsearch",
+        ms("prepare_ms"),
+        ms("prepare_ms") / ldapsearch_s
     );
     println!(
         "(b) no-op resync: {resync_writes} writes (goal 0), {:.2}s wall (goal <= 5s); steps: observe {:.2}s, ledger {:.2}s",

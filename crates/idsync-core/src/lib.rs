@@ -10,10 +10,10 @@ pub mod observed;
 pub mod plan;
 pub mod role;
 
-pub use desired::{Desired, DesiredUser, RoleGrant, TeamRef};
-pub use directory::{DirectorySnapshot, DirectoryUser, GroupMapping, ReadStats};
+pub use desired::{Desired, DesiredUser, ManagedTeam, ReasonId, RoleGrant, TeamId, TeamRef};
+pub use directory::{DirectorySnapshot, DirectoryUser, GroupMapping, GroupSet, ReadStats};
 pub use event::LoginEvent;
-pub use ledger::{Ledger, OwnedFact};
+pub use ledger::{Facts, FactsBuilder, Ledger, OwnedFact, UserFacts};
 pub use observed::{Observed, ObservedOrg, ObservedTeam, ObservedUser};
 pub use plan::{Breaker, Change, Kept, Plan, PlannedChange, Reason};
 pub use role::{OrgRef, OrgRole, ParseRoleError};

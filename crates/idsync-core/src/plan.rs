@@ -3,16 +3,27 @@
 //! prints byte-identically, and that text is the dry-run output, the log line and the test snapshot.
 
 use std::fmt::{self, Write as _};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::role::OrgRole;
 
-/// Why a grant exists: the rule that produced it and the group that matched.
+/// Why a grant exists: the rule that produced it and the group that matched. Both are shared strings:
+/// one directory read yields millions of grants from a few thousand distinct reasons.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Reason {
-    pub rule: String,
-    pub group: String,
+    pub rule: Arc<str>,
+    pub group: Arc<str>,
+}
+
+impl Reason {
+    pub fn new(rule: impl Into<Arc<str>>, group: impl Into<Arc<str>>) -> Reason {
+        Reason {
+            rule: rule.into(),
+            group: group.into(),
+        }
+    }
 }
 
 impl fmt::Display for Reason {

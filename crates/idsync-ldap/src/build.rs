@@ -5,9 +5,8 @@
 //! idle, cost more under load, and raised peak memory, so building stays on the read thread.)
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 
-use idsync_core::DirectoryUser;
+use idsync_core::{DirectoryUser, GroupSet};
 use ldap3::asn1::StructureTag;
 
 use crate::conn::{RawEntry, value_str};
@@ -60,18 +59,14 @@ impl UserShape {
             dn: entry.dn.clone(),
             email: text(&self.email).map(Cow::into_owned),
             name,
-            groups: BTreeSet::new(),
+            groups: GroupSet::default(),
         })
     }
 }
 
 /// The group names of a user's group indices.
-pub(crate) fn group_set(table: &GroupTable, groups: &[u32]) -> BTreeSet<String> {
-    let mut set = BTreeSet::new();
-    for &g in groups {
-        set.insert(table.name(g).to_string());
-    }
-    set
+pub(crate) fn group_set(table: &GroupTable, groups: &[u32]) -> GroupSet {
+    groups.iter().map(|&g| table.shared_name(g)).collect()
 }
 
 /// memberOf mode: each user entry with its `member_of` values becomes a user with its final groups.

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 /// A small, fast, non-cryptographic hasher (the Fx hash of rustc) for maps keyed by directory DNs and
 /// logins, where SipHash showed up in profiles of 1M-membership reads.
@@ -68,7 +69,7 @@ pub(crate) fn lower_into<'b>(buf: &'b mut String, s: &str) -> &'b str {
 pub(crate) struct GroupTable {
     index: FxHashMap<Box<str>, u32>,
     /// The group id reported to mapping (the DN as first seen, or the group entry's own DN/id attribute).
-    names: Vec<String>,
+    names: Vec<Arc<str>>,
     parents: Vec<Vec<u32>>,
     /// Whether the group's own entry was read (as opposed to only being named by a member/memberOf value).
     read: Vec<bool>,
@@ -90,7 +91,7 @@ impl GroupTable {
         }
         let i = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
         self.index.insert(key.into(), i);
-        self.names.push(dn.to_string());
+        self.names.push(dn.into());
         self.parents.push(Vec::new());
         self.read.push(false);
         i
@@ -104,7 +105,7 @@ impl GroupTable {
             return false;
         }
         self.read[g] = true;
-        self.names[g] = name;
+        self.names[g] = name.into();
         true
     }
 
@@ -116,8 +117,14 @@ impl GroupTable {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn name(&self, group: u32) -> &str {
         &self.names[group as usize]
+    }
+
+    /// The group's name as a shared string (every user of the group points at the same one).
+    pub(crate) fn shared_name(&self, group: u32) -> Arc<str> {
+        Arc::clone(&self.names[group as usize])
     }
 
     /// Number of groups known (read or named).

@@ -1,54 +1,104 @@
 //! Role and org sync with Grafana's `ldap.toml` semantics (`pkg/services/ldap/ldap.go` `buildGrafanaUser`):
 //! mappings are read in file order; the first matching mapping with an `org_role` wins for each `org_id`;
 //! `grafana_admin` is granted if any matching mapping grants it; `group_dn = "*"` matches everyone.
+//!
+//! Whether a mapping matches depends only on one group at a time, so [`CompiledMappings`] answers "which
+//! mappings does this group match" once per distinct group and a user's grants follow from the union.
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use idsync_core::{GroupMapping, OrgRef, Reason, RoleGrant};
+use idsync_core::{GroupMapping, GroupSet, OrgRef, Reason, RoleGrant};
 
 use crate::dn::same_group;
 
 /// The role-sync result for one user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoleGrants {
-    pub org_roles: BTreeMap<OrgRef, RoleGrant>,
+    /// One grant per org, sorted by org.
+    pub org_roles: Vec<(OrgRef, RoleGrant)>,
     pub grafana_admin: Vec<Reason>,
 }
 
-/// Applies `mappings` (one server's, in file order) to a user's groups.
-pub fn map_roles(groups: &BTreeSet<String>, mappings: &[GroupMapping]) -> RoleGrants {
-    let mut grants = RoleGrants::default();
-    for (index, mapping) in mappings.iter().enumerate() {
-        let Some(matched) = matching_group(groups, &mapping.group_dn) else {
-            continue;
-        };
-        let reason = Reason {
-            rule: format!("ldap.toml group_mappings[{index}]"),
-            group: matched,
-        };
-        if let Some(role) = mapping.org_role {
-            grants
-                .org_roles
-                .entry(OrgRef::Id(mapping.org_id))
-                .or_insert_with(|| RoleGrant {
-                    role,
-                    reason: reason.clone(),
-                });
-        }
-        if mapping.grafana_admin == Some(true) {
-            grants.grafana_admin.push(reason);
-        }
-    }
-    grants
+/// One server's mappings, in file order, with the reason each grants under.
+#[derive(Debug, Clone, Default)]
+pub struct CompiledMappings {
+    mappings: Vec<GroupMapping>,
+    reasons: Vec<Reason>,
+    /// Indices of the `group_dn = "*"` mappings.
+    everyone: Vec<u32>,
 }
 
-/// The user's group that satisfies `group_dn`, spelled as the mapping spells it ("*" for everyone).
-fn matching_group(groups: &BTreeSet<String>, group_dn: &str) -> Option<String> {
-    if group_dn == "*" {
-        return Some("*".to_string());
+impl CompiledMappings {
+    pub fn new(mappings: &[GroupMapping]) -> CompiledMappings {
+        let reasons = mappings
+            .iter()
+            .enumerate()
+            .map(|(index, mapping)| {
+                // The group as the mapping spells it ("*" for everyone), as Grafana reports it.
+                Reason::new(
+                    format!("ldap.toml group_mappings[{index}]"),
+                    mapping.group_dn.as_str(),
+                )
+            })
+            .collect();
+        let everyone = (0..mappings.len() as u32)
+            .filter(|&i| mappings[i as usize].group_dn == "*")
+            .collect();
+        CompiledMappings {
+            mappings: mappings.to_vec(),
+            reasons,
+            everyone,
+        }
     }
-    groups
-        .iter()
-        .find(|g| same_group(g, group_dn))
-        .map(|_| group_dn.to_string())
+
+    /// Indices of the mappings (other than `*`) that `group` matches, in file order.
+    pub fn matched_by(&self, group: &str) -> Vec<u32> {
+        (0..self.mappings.len() as u32)
+            .filter(|&i| {
+                let dn = &self.mappings[i as usize].group_dn;
+                dn != "*" && same_group(group, dn)
+            })
+            .collect()
+    }
+
+    /// The `*` mappings, which match every user.
+    pub fn everyone(&self) -> &[u32] {
+        &self.everyone
+    }
+
+    /// A user's grants from the mappings they match (indices, any order, duplicates allowed; sorted here).
+    pub fn grants(&self, matched: &mut Vec<u32>) -> RoleGrants {
+        matched.sort_unstable();
+        matched.dedup();
+        let mut grants = RoleGrants::default();
+        for &index in matched.iter() {
+            let mapping = &self.mappings[index as usize];
+            let reason = &self.reasons[index as usize];
+            if let Some(role) = mapping.org_role {
+                let org = OrgRef::Id(mapping.org_id);
+                if !grants.org_roles.iter().any(|(o, _)| *o == org) {
+                    grants.org_roles.push((
+                        org,
+                        RoleGrant {
+                            role,
+                            reason: reason.clone(),
+                        },
+                    ));
+                }
+            }
+            if mapping.grafana_admin == Some(true) {
+                grants.grafana_admin.push(reason.clone());
+            }
+        }
+        grants.org_roles.sort_by(|a, b| a.0.cmp(&b.0));
+        grants
+    }
+}
+
+/// Applies `mappings` (one server's, in file order) to a user's groups.
+pub fn map_roles(groups: &GroupSet, mappings: &[GroupMapping]) -> RoleGrants {
+    let compiled = CompiledMappings::new(mappings);
+    let mut matched: Vec<u32> = compiled.everyone().to_vec();
+    for group in groups {
+        matched.extend(compiled.matched_by(group));
+    }
+    compiled.grants(&mut matched)
 }

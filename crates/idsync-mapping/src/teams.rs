@@ -166,10 +166,7 @@ impl CompiledTeamRules {
         let mut push = |target: &Target| {
             grants.push(TeamGrant {
                 team: target.team.clone(),
-                reason: Reason {
-                    rule: target.rule.clone(),
-                    group: group.to_string(),
-                },
+                reason: Reason::new(target.rule.as_str(), group),
                 authoritative: target.authoritative,
             })
         };
@@ -191,10 +188,7 @@ impl CompiledTeamRules {
                             org: pattern.org.clone(),
                             name,
                         },
-                        reason: Reason {
-                            rule: pattern.rule.clone(),
-                            group: group.to_string(),
-                        },
+                        reason: Reason::new(pattern.rule.as_str(), group),
                         authoritative: pattern.authoritative,
                     });
                 }

@@ -1,6 +1,6 @@
 //! How an applied change moves the ownership ledger. Pure: the binary feeds it each change's outcome.
 
-use idsync_core::{Change, OwnedFact, login_key};
+use idsync_core::{Change, OwnedFact, UserFacts, login_key};
 
 /// How Grafana took a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,13 +26,13 @@ pub struct LedgerEffects {
 ///   org membership also releases the team memberships in that org (Grafana deletes them with it).
 /// - `team_id` is the team's id once known (it is not in the change for a team created in the same run).
 /// - `login_facts` are the facts the source owns about the change's login (only read for `RemoveOrgUser`
-///   and `DeleteUser`, so callers can build them lazily; an index by login keeps this O(facts of one user)).
+///   and `DeleteUser`).
 pub fn ledger_effects(
     change: &Change,
     applied: AppliedAs,
     team_id: Option<i64>,
     user_created_by_idsync: bool,
-    login_facts: &[&OwnedFact],
+    login_facts: Option<&UserFacts>,
 ) -> LedgerEffects {
     let mut effects = LedgerEffects::default();
     let created = applied == AppliedAs::Applied;
@@ -87,16 +87,24 @@ pub fn ledger_effects(
                 org_id: *org_id,
                 login: key.clone(),
             });
+            let teams = login_facts.map_or(&[][..], |facts| &facts.teams[..]);
             effects.remove.extend(
-                login_facts
+                teams
                     .iter()
-                    .filter(|fact| matches!(fact, OwnedFact::TeamMembership { org_id: o, .. } if o == org_id))
-                    .map(|fact| (*fact).clone()),
+                    .filter(|(o, _)| o == org_id)
+                    .map(|&(org_id, team_id)| OwnedFact::TeamMembership {
+                        org_id,
+                        team_id,
+                        login: key.clone(),
+                    }),
             );
         }
-        Change::DeleteUser { .. } => effects
-            .remove
-            .extend(login_facts.iter().map(|fact| (*fact).clone())),
+        Change::DeleteUser { login } => {
+            let key = login_key(login);
+            if let Some(facts) = login_facts {
+                effects.remove.extend(facts.facts(&key));
+            }
+        }
         _ => {}
     }
     effects

@@ -10,11 +10,11 @@
 pub mod effects;
 pub mod policy;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use idsync_core::{
-    Breaker, Change, Desired, DesiredUser, Kept, Ledger, Observed, OrgRef, OrgRole, OwnedFact, Plan,
-    PlannedChange, Reason,
+    Breaker, Change, Desired, DesiredUser, Kept, Ledger, Observed, ObservedTeam, OrgRef, OrgRole, OwnedFact,
+    Plan, PlannedChange, Reason, ReasonId, TeamId, UserFacts,
 };
 
 pub use effects::{AppliedAs, LedgerEffects, ledger_effects};
@@ -43,14 +43,26 @@ struct TeamById<'a> {
     members: &'a BTreeSet<i64>,
 }
 
+/// A managed team resolved against Grafana once per plan: its org id, and the team when it exists.
+#[derive(Clone, Copy)]
+struct ResolvedTeam<'a> {
+    org_id: i64,
+    observed: Option<&'a ObservedTeam>,
+}
+
 struct Planner<'a> {
     input: PlanInput<'a>,
     changes: BTreeMap<Change, BTreeSet<Reason>>,
     kept: BTreeSet<Kept>,
     warnings: BTreeSet<String>,
-    teams_by_id: BTreeMap<i64, TeamById<'a>>,
-    logins_by_id: BTreeMap<i64, &'a str>,
-    owned_by_login: BTreeMap<&'a str, Vec<&'a OwnedFact>>,
+    teams_by_id: HashMap<i64, TeamById<'a>>,
+    /// Grafana user id → the user's login key and desired state (None: not in the directory).
+    users_by_id: HashMap<i64, (&'a str, Option<&'a DesiredUser>)>,
+    /// Per desired team ([`TeamId`] index): its org and Grafana team, or None when its org is missing.
+    resolved: Vec<Option<ResolvedTeam<'a>>>,
+    /// Grafana team id → the desired teams that resolve to it (rules may name one team by org id and by
+    /// org name).
+    desired_team_by_id: HashMap<i64, Vec<TeamId>>,
     /// Members of authoritative teams that idsync did not add: they count as managed for the breaker.
     authoritative_unowned: usize,
 }
@@ -61,13 +73,13 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     planner.plan_teams();
     match input.scope {
         None => {
-            for user in input.desired.users.values() {
-                planner.plan_present_user(user);
+            for (key, user) in &input.desired.users {
+                planner.plan_present_user(key, user);
             }
             planner.plan_gone_users();
         }
-        Some(key) => match input.desired.users.get(key) {
-            Some(user) => planner.plan_present_user(user),
+        Some(key) => match input.desired.users.get_key_value(key) {
+            Some((key, user)) => planner.plan_present_user(key, user),
             None => {
                 planner.warnings.insert(format!(
                     "{key} is not in the directory; full syncs handle deprovisioning"
@@ -80,7 +92,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
 
 impl<'a> Planner<'a> {
     fn new(input: PlanInput<'a>) -> Self {
-        let mut teams_by_id = BTreeMap::new();
+        let mut teams_by_id = HashMap::new();
         for org in input.observed.orgs.values() {
             for team in org.teams.values() {
                 teams_by_id.insert(
@@ -93,28 +105,38 @@ impl<'a> Planner<'a> {
                 );
             }
         }
-        let logins_by_id = input
+        let users_by_id = input
             .observed
             .users
             .iter()
-            .map(|(key, user)| (user.id, key.as_str()))
+            .map(|(key, user)| (user.id, (key.as_str(), input.desired.users.get(key))))
             .collect();
-        let mut owned_by_login: BTreeMap<&str, Vec<&OwnedFact>> = BTreeMap::new();
-        for fact in &input.ledger.own {
-            if let Some(login) = fact.login() {
-                owned_by_login.entry(login).or_default().push(fact);
-            }
-        }
-        Planner {
+        let mut planner = Planner {
             input,
             changes: BTreeMap::new(),
             kept: BTreeSet::new(),
             warnings: BTreeSet::new(),
             teams_by_id,
-            logins_by_id,
-            owned_by_login,
+            users_by_id,
+            resolved: Vec::new(),
+            desired_team_by_id: HashMap::new(),
             authoritative_unowned: 0,
+        };
+        for (id, managed) in input.desired.teams() {
+            let resolved = planner.resolve_org(&managed.team.org).map(|org_id| ResolvedTeam {
+                org_id,
+                observed: input
+                    .observed
+                    .orgs
+                    .get(&org_id)
+                    .and_then(|o| o.teams.get(&managed.team.name)),
+            });
+            if let Some(team) = resolved.and_then(|r| r.observed) {
+                planner.desired_team_by_id.entry(team.id).or_default().push(id);
+            }
+            planner.resolved.push(resolved);
         }
+        planner
     }
 
     fn add(&mut self, change: Change, reasons: impl IntoIterator<Item = Reason>) {
@@ -133,26 +155,33 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Whether some rule puts `user` in the Grafana team `team_id`.
+    fn grants_team(&self, user: &DesiredUser, team_id: i64) -> bool {
+        self.desired_team_by_id
+            .get(&team_id)
+            .is_some_and(|teams| teams.iter().any(|team| user.has_team(*team)))
+    }
+
+    fn reasons(&self, ids: impl Iterator<Item = ReasonId>) -> Vec<Reason> {
+        ids.map(|id| self.input.desired.reason(id).clone()).collect()
+    }
+
     /// Creates the managed teams that do not exist, and handles members of managed teams nobody grants.
     fn plan_teams(&mut self) {
         let desired = self.input.desired;
         let scope = self.input.scope;
-        for (team, authoritative) in &desired.teams {
-            let in_scope =
-                scope.is_none_or(|key| desired.users.get(key).is_some_and(|u| u.teams.contains_key(team)));
+        for (id, managed) in desired.teams() {
+            let in_scope = scope.is_none_or(|key| desired.users.get(key).is_some_and(|u| u.has_team(id)));
             if !in_scope {
                 continue;
             }
-            let Some(org_id) = self.resolve_org(&team.org) else {
+            let Some(resolved) = self.resolved[id.0 as usize] else {
                 continue;
             };
-            let observed_team = self
-                .input
-                .observed
-                .orgs
-                .get(&org_id)
-                .and_then(|o| o.teams.get(&team.name));
-            let Some(observed_team) = observed_team else {
+            let org_id = resolved.org_id;
+            let team = &managed.team;
+            let authoritative = managed.authoritative;
+            let Some(observed_team) = resolved.observed else {
                 self.add(
                     Change::CreateTeam {
                         org_id,
@@ -162,18 +191,20 @@ impl<'a> Planner<'a> {
                 );
                 continue;
             };
+            // The desired teams that are this Grafana team (usually just `id`), looked up once per team.
+            let same_team: Vec<TeamId> = self
+                .desired_team_by_id
+                .get(&observed_team.id)
+                .cloned()
+                .unwrap_or_default();
             for member_id in &observed_team.members {
-                let Some(login) = self.logins_by_id.get(member_id).copied() else {
+                let Some(&(login, desired_user)) = self.users_by_id.get(member_id) else {
                     continue;
                 };
                 if scope.is_some_and(|key| key != login) {
                     continue;
                 }
-                let granted = desired
-                    .users
-                    .get(login)
-                    .is_some_and(|u| u.teams.contains_key(team));
-                if granted {
+                if desired_user.is_some_and(|u| same_team.iter().any(|team| u.has_team(*team))) {
                     continue;
                 }
                 let fact = OwnedFact::TeamMembership {
@@ -182,15 +213,15 @@ impl<'a> Planner<'a> {
                     login: login.into(),
                 };
                 let owned = self.input.ledger.owns(&fact);
-                if *authoritative && !owned {
+                if authoritative && !owned {
                     self.authoritative_unowned += 1;
                 }
-                let present = desired.users.contains_key(login);
-                if owned && !present && !*authoritative {
+                let present = desired_user.is_some();
+                if owned && !present && !authoritative {
                     // A managed user who left the directory: the deprovisioning policy decides.
                     continue;
                 }
-                if *authoritative || owned {
+                if authoritative || owned {
                     if owned && self.input.ledger.owned_elsewhere(&fact) {
                         continue;
                     }
@@ -226,39 +257,29 @@ impl<'a> Planner<'a> {
             .unwrap_or_else(|| key.to_string())
     }
 
-    fn plan_present_user(&mut self, user: &'a DesiredUser) {
-        let key = idsync_core::login_key(&user.login);
-        let observed_user = self.input.observed.users.get(&key);
-        let login = observed_user
-            .map(|u| u.login.clone())
-            .unwrap_or_else(|| user.login.clone());
+    fn plan_present_user(&mut self, key: &str, user: &'a DesiredUser) {
+        let observed_user = self.input.observed.users.get(key);
+        let login: &str = observed_user.map_or(&user.login, |u| &u.login);
 
         // Resolve grants to org ids. Role mappings first; orgs joined only through a team get the policy role.
-        let mut roles: BTreeMap<i64, (OrgRole, Vec<Reason>)> = BTreeMap::new();
+        let mut roles: BTreeMap<i64, (OrgRole, &Reason)> = BTreeMap::new();
         for (org, grant) in &user.org_roles {
             if let Some(org_id) = self.resolve_org(org) {
-                roles
-                    .entry(org_id)
-                    .or_insert_with(|| (grant.role, vec![grant.reason.clone()]));
+                roles.entry(org_id).or_insert((grant.role, &grant.reason));
             }
         }
-        let mut teams: BTreeMap<(i64, &str), &Vec<Reason>> = BTreeMap::new();
-        for (team, reasons) in &user.teams {
-            if let Some(org_id) = self.resolve_org(&team.org) {
-                teams.insert((org_id, team.name.as_str()), reasons);
-            }
-        }
-        let mut team_only_orgs: BTreeMap<i64, Vec<Reason>> = BTreeMap::new();
-        for ((org_id, _), reasons) in &teams {
-            if !roles.contains_key(org_id) {
-                team_only_orgs
-                    .entry(*org_id)
-                    .or_default()
-                    .extend(reasons.iter().cloned());
+        let mut team_only_orgs: BTreeMap<i64, Vec<ReasonId>> = BTreeMap::new();
+        let mut has_teams = false;
+        for (team, reasons) in user.team_grants() {
+            if let Some(resolved) = self.resolved[team.0 as usize] {
+                has_teams = true;
+                if !roles.contains_key(&resolved.org_id) {
+                    team_only_orgs.entry(resolved.org_id).or_default().extend(reasons);
+                }
             }
         }
 
-        let has_resolved_grants = !roles.is_empty() || !teams.is_empty() || !user.grafana_admin.is_empty();
+        let has_resolved_grants = !roles.is_empty() || has_teams || !user.grafana_admin.is_empty();
         if has_resolved_grants {
             if observed_user.is_none() {
                 if !self.input.policy.create_users {
@@ -269,32 +290,26 @@ impl<'a> Planner<'a> {
                 }
                 let org_id = roles.keys().chain(team_only_orgs.keys()).min().copied();
                 let change = Change::CreateUser {
-                    login: login.clone(),
+                    login: login.to_string(),
                     email: if user.email.is_empty() {
-                        login.clone()
+                        login.to_string()
                     } else {
                         user.email.clone()
                     },
                     name: user.name.clone(),
                     org_id,
                 };
-                let reasons: Vec<Reason> = roles.values().flat_map(|(_, r)| r.iter().cloned()).collect();
+                let reasons: Vec<Reason> = roles.values().map(|(_, r)| (*r).clone()).collect();
                 self.add(change, reasons);
             }
-            self.plan_additions(
-                &login,
-                observed_user.map(|u| u.id),
-                &roles,
-                &team_only_orgs,
-                &teams,
-            );
+            self.plan_additions(login, user, observed_user.map(|u| u.id), &roles, &team_only_orgs);
             if !user.grafana_admin.is_empty() && !observed_user.is_some_and(|u| u.is_grafana_admin) {
                 self.add(
                     Change::SetGrafanaAdmin {
-                        login: login.clone(),
+                        login: login.to_string(),
                         value: true,
                     },
-                    user.grafana_admin.clone(),
+                    user.grafana_admin.iter().cloned(),
                 );
             }
         }
@@ -302,52 +317,54 @@ impl<'a> Planner<'a> {
         let Some(observed_user) = observed_user else {
             return;
         };
+        let Some(facts) = self.input.ledger.own.user(key) else {
+            return;
+        };
         // Take away what this source granted and no longer grants.
-        let wants_admin = !user.grafana_admin.is_empty();
-        for fact in self.owned_by_login.get(key.as_str()).cloned().unwrap_or_default() {
-            match fact {
-                OwnedFact::OrgMembership { org_id, .. }
-                    if !roles.contains_key(org_id) && !team_only_orgs.contains_key(org_id) =>
-                {
-                    self.remove_org_membership(*org_id, observed_user.id, &login, fact);
-                }
-                OwnedFact::TeamMembership { team_id, .. } => {
-                    let still_granted = self
-                        .teams_by_id
-                        .get(team_id)
-                        .is_some_and(|t| teams.contains_key(&(t.org_id, t.name)));
-                    if !still_granted {
-                        self.remove_team_membership(*team_id, observed_user.id, &login, fact);
-                    }
-                }
-                OwnedFact::GrafanaAdmin { .. } if !wants_admin && observed_user.is_grafana_admin => {
-                    self.add(
-                        Change::SetGrafanaAdmin {
-                            login: login.clone(),
-                            value: false,
-                        },
-                        [],
-                    );
-                }
-                _ => {}
+        for &org_id in &facts.orgs {
+            if !roles.contains_key(&org_id) && !team_only_orgs.contains_key(&org_id) {
+                let fact = OwnedFact::OrgMembership {
+                    org_id,
+                    login: key.to_string(),
+                };
+                self.remove_org_membership(org_id, observed_user.id, login, &fact);
             }
+        }
+        for &(org_id, team_id) in &facts.teams {
+            if !self.grants_team(user, team_id) {
+                let fact = OwnedFact::TeamMembership {
+                    org_id,
+                    team_id,
+                    login: key.to_string(),
+                };
+                self.remove_team_membership(team_id, observed_user.id, login, &fact);
+            }
+        }
+        if facts.grafana_admin && user.grafana_admin.is_empty() && observed_user.is_grafana_admin {
+            self.add(
+                Change::SetGrafanaAdmin {
+                    login: login.to_string(),
+                    value: false,
+                },
+                [],
+            );
         }
     }
 
     fn plan_additions(
         &mut self,
         login: &str,
+        user: &DesiredUser,
         user_id: Option<i64>,
-        roles: &BTreeMap<i64, (OrgRole, Vec<Reason>)>,
-        team_only_orgs: &BTreeMap<i64, Vec<Reason>>,
-        teams: &BTreeMap<(i64, &str), &Vec<Reason>>,
+        roles: &BTreeMap<i64, (OrgRole, &Reason)>,
+        team_only_orgs: &BTreeMap<i64, Vec<ReasonId>>,
     ) {
         let observed = self.input.observed;
         let current_role = |org_id: i64| -> Option<OrgRole> {
             let id = user_id?;
             observed.orgs.get(&org_id)?.users.get(&id).copied()
         };
-        for (org_id, (role, reasons)) in roles {
+        for (org_id, (role, reason)) in roles {
             match current_role(*org_id) {
                 None => self.add(
                     Change::AddOrgUser {
@@ -355,7 +372,7 @@ impl<'a> Planner<'a> {
                         login: login.into(),
                         role: *role,
                     },
-                    reasons.iter().cloned(),
+                    [(*reason).clone()],
                 ),
                 Some(current) if current != *role => self.add(
                     Change::UpdateOrgRole {
@@ -364,7 +381,7 @@ impl<'a> Planner<'a> {
                         from: current,
                         to: *role,
                     },
-                    reasons.iter().cloned(),
+                    [(*reason).clone()],
                 ),
                 Some(_) => {}
             }
@@ -372,29 +389,34 @@ impl<'a> Planner<'a> {
         for (org_id, reasons) in team_only_orgs {
             if current_role(*org_id).is_none() {
                 let role = self.input.policy.team_org_role;
+                let reasons = self.reasons(reasons.iter().copied());
                 self.add(
                     Change::AddOrgUser {
                         org_id: *org_id,
                         login: login.into(),
                         role,
                     },
-                    reasons.iter().cloned(),
+                    reasons,
                 );
             }
         }
-        for ((org_id, team), reasons) in teams {
-            let observed_team = observed.orgs.get(org_id).and_then(|o| o.teams.get(*team));
-            let is_member = observed_team
+        for (team, reasons) in user.team_grants() {
+            let Some(resolved) = self.resolved[team.0 as usize] else {
+                continue;
+            };
+            let is_member = resolved
+                .observed
                 .zip(user_id)
                 .is_some_and(|(t, id)| t.members.contains(&id));
             if !is_member {
                 let change = Change::AddTeamMember {
-                    org_id: *org_id,
-                    team: (*team).to_string(),
-                    team_id: observed_team.map(|t| t.id),
+                    org_id: resolved.org_id,
+                    team: self.input.desired.team(team).team.name.clone(),
+                    team_id: resolved.observed.map(|t| t.id),
                     login: login.into(),
                 };
-                self.add(change, reasons.iter().cloned());
+                let reasons = self.reasons(reasons);
+                self.add(change, reasons);
             }
         }
     }
@@ -434,12 +456,12 @@ impl<'a> Planner<'a> {
 
     /// Users this source manages that the directory no longer has.
     fn plan_gone_users(&mut self) {
-        let gone: Vec<(&str, Vec<&OwnedFact>)> = self
-            .owned_by_login
-            .iter()
-            .filter(|(login, _)| !self.input.desired.users.contains_key(**login))
-            .map(|(login, facts)| (*login, facts.clone()))
-            .collect();
+        let ledger = self.input.ledger;
+        let gone = ledger
+            .own
+            .users()
+            .filter(|(login, _)| !self.input.desired.users.contains_key(*login));
+        let gone: Vec<(&str, &UserFacts)> = gone.collect();
         for (key, facts) in gone {
             let Some(observed_user) = self.input.observed.users.get(key) else {
                 continue;
@@ -453,13 +475,13 @@ impl<'a> Planner<'a> {
                 Deprovision::Disable => {}
                 Deprovision::Delete => self.add(Change::DeleteUser { login }, []),
                 Deprovision::RemoveMemberships => {
-                    for fact in facts {
+                    for fact in facts.facts(key) {
                         match fact {
                             OwnedFact::OrgMembership { org_id, .. } => {
-                                self.remove_org_membership(*org_id, observed_user.id, &login, fact)
+                                self.remove_org_membership(org_id, observed_user.id, &login, &fact)
                             }
                             OwnedFact::TeamMembership { team_id, .. } => {
-                                self.remove_team_membership(*team_id, observed_user.id, &login, fact)
+                                self.remove_team_membership(team_id, observed_user.id, &login, &fact)
                             }
                             OwnedFact::GrafanaAdmin { .. } if observed_user.is_grafana_admin => self.add(
                                 Change::SetGrafanaAdmin {

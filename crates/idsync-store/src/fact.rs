@@ -3,13 +3,16 @@
 //!
 //! The key is JSON with sorted keys and no whitespace, written here rather than by `serde_json`, so that it
 //! does not change if `OwnedFact`'s field order changes or if some crate in the build turns on serde_json's
-//! `preserve_order`. It still parses as an `OwnedFact` (tested). Loading reads the columns, not the JSON:
-//! that is much faster for the million-fact ledgers of a large directory.
+//! `preserve_order`. It still parses as an `OwnedFact` (tested).
+//!
+//! Loading reads the columns, not the JSON: that is much faster for the million-fact ledgers of a large
+//! directory. [`RowFact`] checks a row's columns (a row no `OwnedFact` could have written is an error) and
+//! [`LedgerBuilder`] adds it to the ledger's `own` or `others` [`FactsBuilder`] without building an
+//! `OwnedFact`: logins stay borrowed from the row, and are copied once per user, not once per fact.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use idsync_core::OwnedFact;
+use idsync_core::{FactsBuilder, Ledger, OwnedFact, UserFacts};
 
 pub(crate) const USER: &str = "user";
 pub(crate) const ORG_MEMBERSHIP: &str = "org_membership";
@@ -95,73 +98,177 @@ fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Rebuilds a fact from its columns; `Err` describes a row that no `OwnedFact` could have written.
-pub(crate) fn from_columns(
-    kind: &str,
-    login: Option<String>,
-    org_id: Option<i64>,
-    team_id: Option<i64>,
-) -> Result<OwnedFact, String> {
-    let fact = match (kind, login, org_id, team_id) {
-        (USER, Some(login), None, None) => OwnedFact::User { login },
-        (ORG_MEMBERSHIP, Some(login), Some(org_id), None) => OwnedFact::OrgMembership { org_id, login },
-        (TEAM_MEMBERSHIP, Some(login), Some(org_id), Some(team_id)) => OwnedFact::TeamMembership {
-            org_id,
-            team_id,
-            login,
-        },
-        (GRAFANA_ADMIN, Some(login), None, None) => OwnedFact::GrafanaAdmin { login },
-        (TEAM, None, Some(org_id), Some(team_id)) => OwnedFact::Team { org_id, team_id },
-        (kind, login, org_id, team_id) => {
-            return Err(format!(
-                "ledger row kind={kind:?} login={login:?} org_id={org_id:?} team_id={team_id:?} is not a fact"
-            ));
-        }
-    };
-    Ok(fact)
+/// A ledger row's fact, checked, borrowing its login from the row (or the packed text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowFact<'a> {
+    User {
+        login: &'a str,
+    },
+    OrgMembership {
+        org_id: i64,
+        login: &'a str,
+    },
+    TeamMembership {
+        org_id: i64,
+        team_id: i64,
+        login: &'a str,
+    },
+    GrafanaAdmin {
+        login: &'a str,
+    },
+    Team {
+        org_id: i64,
+        team_id: i64,
+    },
 }
 
-/// Parses facts packed by the SQLite loader: per fact `OWN,KIND,ORG_ID,TEAM_ID,LOGIN_BYTES,LOGIN`, with
-/// `OWN` 1 or 0, empty fields for NULL, and the login's length in bytes so that it may contain commas.
-/// Facts follow each other without separator. Owned facts go to `own`, the others to `others`.
-pub(crate) fn parse_packed(
-    packed: &str,
-    own: &mut Vec<OwnedFact>,
-    others: &mut Vec<OwnedFact>,
-) -> Result<(), String> {
-    let mut rest = packed;
-    while !rest.is_empty() {
-        let mut field = || -> Result<&str, String> {
-            let (value, tail) = rest
-                .split_once(',')
-                .ok_or_else(|| format!("truncated packed ledger row at {:?}", preview(rest)))?;
-            rest = tail;
-            Ok(value)
-        };
-        let is_own = field()?;
-        let kind = field()?;
-        let org_id = optional_int(field()?)?;
-        let team_id = optional_int(field()?)?;
-        let login_len = optional_int(field()?)?;
-        let login = match login_len {
-            None => None,
-            Some(len) => {
-                let len = usize::try_from(len).map_err(|_| format!("bad login length {len}"))?;
-                let login = rest
-                    .get(..len)
-                    .ok_or_else(|| format!("login of {len} bytes overruns {:?}", preview(rest)))?;
-                rest = &rest[len..];
-                Some(login.to_string())
+impl<'a> RowFact<'a> {
+    /// Checks a row's columns; `Err` describes a row that no `OwnedFact` could have written.
+    pub(crate) fn from_columns(
+        kind: &str,
+        login: Option<&'a str>,
+        org_id: Option<i64>,
+        team_id: Option<i64>,
+    ) -> Result<RowFact<'a>, String> {
+        let fact = match (kind, login, org_id, team_id) {
+            (USER, Some(login), None, None) => RowFact::User { login },
+            (ORG_MEMBERSHIP, Some(login), Some(org_id), None) => RowFact::OrgMembership { org_id, login },
+            (TEAM_MEMBERSHIP, Some(login), Some(org_id), Some(team_id)) => RowFact::TeamMembership {
+                org_id,
+                team_id,
+                login,
+            },
+            (GRAFANA_ADMIN, Some(login), None, None) => RowFact::GrafanaAdmin { login },
+            (TEAM, None, Some(org_id), Some(team_id)) => RowFact::Team { org_id, team_id },
+            (kind, login, org_id, team_id) => {
+                return Err(format!(
+                    "ledger row kind={kind:?} login={login:?} org_id={org_id:?} team_id={team_id:?} is not a fact"
+                ));
             }
         };
-        let fact = from_columns(kind, login, org_id, team_id)?;
-        match is_own {
-            "1" => own.push(fact),
-            "0" => others.push(fact),
-            other => return Err(format!("bad ownership flag {other:?}")),
+        Ok(fact)
+    }
+
+    /// The user the fact is about (`None` for a team).
+    pub(crate) fn login(self) -> Option<&'a str> {
+        match self {
+            RowFact::User { login }
+            | RowFact::OrgMembership { login, .. }
+            | RowFact::TeamMembership { login, .. }
+            | RowFact::GrafanaAdmin { login } => Some(login),
+            RowFact::Team { .. } => None,
         }
     }
-    Ok(())
+
+    /// Adds a user's fact to that user's facts (a team fact is not one: see [`RowFact::add_to`]).
+    fn add_to_user(self, user: &mut UserFacts) {
+        match self {
+            RowFact::User { .. } => user.created = true,
+            RowFact::GrafanaAdmin { .. } => user.grafana_admin = true,
+            RowFact::OrgMembership { org_id, .. } => user.orgs.push(org_id),
+            RowFact::TeamMembership { org_id, team_id, .. } => user.teams.push((org_id, team_id)),
+            RowFact::Team { .. } => {}
+        }
+    }
+
+    /// Adds the fact to `facts`.
+    pub(crate) fn add_to(self, facts: &mut FactsBuilder) {
+        match self {
+            RowFact::Team { org_id, team_id } => facts.team(org_id, team_id),
+            RowFact::User { login }
+            | RowFact::OrgMembership { login, .. }
+            | RowFact::TeamMembership { login, .. }
+            | RowFact::GrafanaAdmin { login } => self.add_to_user(facts.user(login)),
+        }
+    }
+}
+
+/// Builds the two halves of a [`Ledger`] from rows in any order: the source's own facts and the others'.
+#[derive(Debug, Default)]
+pub(crate) struct LedgerBuilder {
+    own: FactsBuilder,
+    others: FactsBuilder,
+}
+
+impl LedgerBuilder {
+    fn side(&mut self, own: bool) -> &mut FactsBuilder {
+        if own { &mut self.own } else { &mut self.others }
+    }
+
+    /// Adds one row's fact (checked as [`RowFact::from_columns`] does).
+    pub(crate) fn add_columns(
+        &mut self,
+        own: bool,
+        kind: &str,
+        login: Option<&str>,
+        org_id: Option<i64>,
+        team_id: Option<i64>,
+    ) -> Result<(), String> {
+        RowFact::from_columns(kind, login, org_id, team_id)?.add_to(self.side(own));
+        Ok(())
+    }
+
+    /// Parses facts packed by the SQLite loader: per fact `OWN,KIND,ORG_ID,TEAM_ID,LOGIN_BYTES,LOGIN`,
+    /// with `OWN` 1 or 0, empty fields for NULL, and the login's length in bytes so that it may contain
+    /// commas. Facts follow each other without separator.
+    ///
+    /// Logins are borrowed from `packed`: a login is copied only the first time the builder sees it. Rows
+    /// come in rowid order, in which the facts a batch wrote about one user mostly follow each other, so
+    /// the user's entry is kept at hand while they do and looked up again only when the user changes.
+    pub(crate) fn add_packed(&mut self, packed: &str) -> Result<(), String> {
+        let mut rest = packed;
+        // (own, login, that user's facts) of the previous row.
+        let mut current: Option<(bool, &str, &mut UserFacts)> = None;
+        while !rest.is_empty() {
+            let mut field = || -> Result<&str, String> {
+                let (value, tail) = rest
+                    .split_once(',')
+                    .ok_or_else(|| format!("truncated packed ledger row at {:?}", preview(rest)))?;
+                rest = tail;
+                Ok(value)
+            };
+            let own = match field()? {
+                "1" => true,
+                "0" => false,
+                other => return Err(format!("bad ownership flag {other:?}")),
+            };
+            let kind = field()?;
+            let org_id = optional_int(field()?)?;
+            let team_id = optional_int(field()?)?;
+            let login = match optional_int(field()?)? {
+                None => None,
+                Some(len) => {
+                    let len = usize::try_from(len).map_err(|_| format!("bad login length {len}"))?;
+                    let login = rest
+                        .get(..len)
+                        .ok_or_else(|| format!("login of {len} bytes overruns {:?}", preview(rest)))?;
+                    rest = &rest[len..];
+                    Some(login)
+                }
+            };
+            let fact = RowFact::from_columns(kind, login, org_id, team_id)?;
+            let Some(login) = fact.login() else {
+                current = None; // it borrows one of the builders
+                fact.add_to(self.side(own));
+                continue;
+            };
+            let user = match current {
+                Some((was_own, was_login, user)) if was_own == own && was_login == login => user,
+                _ => self.side(own).user(login),
+            };
+            fact.add_to_user(user);
+            current = Some((own, login, user));
+        }
+        Ok(())
+    }
+
+    /// Sorts and deduplicates what was added.
+    pub(crate) fn finish(self) -> Ledger {
+        Ledger {
+            own: self.own.finish(),
+            others: self.others.finish(),
+        }
+    }
 }
 
 fn optional_int(field: &str) -> Result<Option<i64>, String> {
@@ -179,24 +286,10 @@ fn preview(s: &str) -> &str {
     &s[..end]
 }
 
-/// Builds a set from facts in any order. Collecting a `Vec` into a `BTreeSet` sorts it and builds the tree
-/// in bulk, much faster than inserting one by one; for large ledgers the two halves are pre-sorted on two
-/// threads, leaving the collect two sorted runs to merge.
-pub(crate) fn into_set(mut facts: Vec<OwnedFact>) -> BTreeSet<OwnedFact> {
-    const PARALLEL_FROM: usize = 100_000;
-    if facts.len() >= PARALLEL_FROM {
-        let middle = facts.len() / 2;
-        let (front, back) = facts.split_at_mut(middle);
-        std::thread::scope(|scope| {
-            scope.spawn(|| front.sort_unstable());
-            back.sort_unstable();
-        });
-    }
-    facts.into_iter().collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use idsync_core::Facts;
+
     use super::*;
 
     fn samples() -> Vec<OwnedFact> {
@@ -264,17 +357,26 @@ mod tests {
         );
     }
 
+    /// What the builder made of `facts`: own ones then others, as sets.
+    fn built(builder: LedgerBuilder) -> (Facts, Facts) {
+        let ledger = builder.finish();
+        (ledger.own, ledger.others)
+    }
+
     #[test]
     fn columns_round_trip_and_kinds_match_serde() {
         for fact in samples() {
             let cols = columns(&fact);
-            let back = from_columns(
-                cols.kind,
-                cols.login.map(str::to_string),
-                cols.org_id,
-                cols.team_id,
+            let mut builder = LedgerBuilder::default();
+            builder
+                .add_columns(true, cols.kind, cols.login, cols.org_id, cols.team_id)
+                .unwrap();
+            let row = RowFact::from_columns(cols.kind, cols.login, cols.org_id, cols.team_id).unwrap();
+            assert_eq!(row.login(), fact.login());
+            assert_eq!(
+                built(builder),
+                (Facts::from_iter([fact.clone()]), Facts::default())
             );
-            assert_eq!(back, Ok(fact.clone()));
             let value = serde_json::to_value(&fact).unwrap();
             assert_eq!(value["kind"], cols.kind);
         }
@@ -287,11 +389,12 @@ mod tests {
                       1,team,3,4,,\
                       0,grafana_admin,,,0,\
                       1,org_membership,7,,4,🦀";
-        let (mut own, mut others) = (Vec::new(), Vec::new());
-        parse_packed(packed, &mut own, &mut others).unwrap();
+        let mut builder = LedgerBuilder::default();
+        builder.add_packed(packed).unwrap();
+        let (own, others) = built(builder);
         assert_eq!(
             own,
-            vec![
+            Facts::from_iter([
                 OwnedFact::User {
                     login: "alice".into()
                 },
@@ -303,19 +406,85 @@ mod tests {
                     org_id: 7,
                     login: "🦀".into()
                 },
-            ]
+            ])
         );
         assert_eq!(
             others,
-            vec![
+            Facts::from_iter([
                 OwnedFact::TeamMembership {
                     org_id: 1,
                     team_id: -2,
                     login: "b,o\u{e9}b,,".into()
                 },
                 OwnedFact::GrafanaAdmin { login: String::new() },
-            ]
+            ])
         );
+    }
+
+    /// Facts about one user, following each other or not, on either side, whatever comes in between,
+    /// and repeated (across chunks too, and on the other side: several other sources may own a fact).
+    #[test]
+    fn packed_rows_about_one_user_are_gathered_whatever_their_order() {
+        let facts = |own: bool| {
+            let sign = if own { 1 } else { 0 };
+            [
+                format!("{sign},team_membership,1,9,3,bob"),
+                format!("{sign},team_membership,1,3,3,bob"),
+                format!("{sign},org_membership,2,,3,bob"),
+                format!("{sign},team,1,3,,"),
+                format!("{sign},org_membership,1,,3,bob"),
+                format!("{sign},user,,,5,alice"),
+                format!("{sign},team_membership,1,9,3,bob"),
+                format!("{sign},grafana_admin,,,3,bob"),
+                format!("{sign},org_membership,2,,3,bob"),
+            ]
+        };
+        let (own, others) = (facts(true), facts(false));
+        let interleaved: String = own
+            .iter()
+            .zip(&others)
+            .flat_map(|(a, b)| [a.as_str(), b])
+            .collect();
+        let expected = Facts::from_iter([
+            team_member(1, 9, "bob"),
+            team_member(1, 3, "bob"),
+            OwnedFact::OrgMembership {
+                org_id: 1,
+                login: "bob".into(),
+            },
+            OwnedFact::OrgMembership {
+                org_id: 2,
+                login: "bob".into(),
+            },
+            OwnedFact::GrafanaAdmin { login: "bob".into() },
+            OwnedFact::Team {
+                org_id: 1,
+                team_id: 3,
+            },
+            OwnedFact::User {
+                login: "alice".into(),
+            },
+        ]);
+        for chunks in [
+            vec![own.concat() + &others.concat()],
+            vec![interleaved.clone()],
+            vec![own.concat(), others.concat(), interleaved],
+            own.iter().chain(&others).cloned().collect(),
+        ] {
+            let mut builder = LedgerBuilder::default();
+            for chunk in &chunks {
+                builder.add_packed(chunk).unwrap();
+            }
+            assert_eq!(built(builder), (expected.clone(), expected.clone()), "{chunks:?}");
+        }
+    }
+
+    fn team_member(org_id: i64, team_id: i64, login: &str) -> OwnedFact {
+        OwnedFact::TeamMembership {
+            org_id,
+            team_id,
+            login: login.into(),
+        }
     }
 
     #[test]
@@ -328,33 +497,28 @@ mod tests {
             "1,user,,,-1,a",
             "1,folder,,,1,a",
             "1,user,,,1,\u{e9}",
+            "1,user,,,1,a1,team,1,,,",
+            "1,team,1,2,1,a",
+            "1,org_membership,1,2,1,a",
+            "1,team_membership,1,,1,a",
+            "1,user,,,99999999999999999999,a",
         ] {
-            let (mut own, mut others) = (Vec::new(), Vec::new());
-            assert!(parse_packed(bad, &mut own, &mut others).is_err(), "{bad}");
+            let mut builder = LedgerBuilder::default();
+            assert!(builder.add_packed(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
-    fn sets_are_built_the_same_way_at_any_size() {
-        let facts: Vec<OwnedFact> = (0..250_000)
-            .rev()
-            .map(|i| OwnedFact::OrgMembership {
-                org_id: i % 7,
-                login: format!("u{}", i % 100_000),
-            })
-            .collect();
-        let expected: BTreeSet<OwnedFact> = facts.iter().cloned().collect();
-        let built = into_set(facts);
-        assert_eq!(built.len(), expected.len());
-        assert!(built == expected);
-        assert_eq!(into_set(samples()), samples().into_iter().collect());
-    }
-
-    #[test]
     fn malformed_rows_are_rejected() {
-        assert!(from_columns("user", None, None, None).is_err());
-        assert!(from_columns("team", Some("x".into()), Some(1), Some(2)).is_err());
-        assert!(from_columns("org_membership", Some("x".into()), Some(1), Some(2)).is_err());
-        assert!(from_columns("folder", Some("x".into()), None, None).is_err());
+        assert!(RowFact::from_columns("user", None, None, None).is_err());
+        assert!(RowFact::from_columns("team", Some("x"), Some(1), Some(2)).is_err());
+        assert!(RowFact::from_columns("org_membership", Some("x"), Some(1), Some(2)).is_err());
+        assert!(RowFact::from_columns("folder", Some("x"), None, None).is_err());
+        let mut builder = LedgerBuilder::default();
+        assert!(
+            builder
+                .add_columns(false, "grafana_admin", Some("x"), Some(1), None)
+                .is_err()
+        );
     }
 }

@@ -263,10 +263,7 @@ mod tests {
                 login: "alice".into(),
                 role: idsync_core::OrgRole::Editor,
             },
-            reasons: vec![Reason {
-                rule: "eng".into(),
-                group: "cn=eng".into(),
-            }],
+            reasons: vec![Reason::new("eng", "cn=eng")],
         };
         let entry = AuditEntry::for_change(&planned, ChangeResult::Applied, None);
         assert_eq!(entry.change_kind, "add_org_user");

@@ -71,9 +71,9 @@ macro_rules! audit_columns {
     };
 }
 
-/// SQLite expression packing one ledger row for [`fact::parse_packed`] (`$1` is the loading source):
-/// `OWN,KIND,ORG_ID,TEAM_ID,LOGIN_BYTES,LOGIN` with empty fields for NULLs. The login comes last, after
-/// its length in bytes, so it may contain any character.
+/// SQLite expression packing one ledger row for [`fact::LedgerBuilder::add_packed`] (`$1` is the loading
+/// source): `OWN,KIND,ORG_ID,TEAM_ID,LOGIN_BYTES,LOGIN` with empty fields for NULLs. The login comes last,
+/// after its length in bytes, so it may contain any character.
 macro_rules! packed_fact_sql {
     () => {
         "(source = $1) || ',' || kind || ',' || ifnull(org_id, '') || ',' || ifnull(team_id, '') || ',' || \
@@ -316,20 +316,16 @@ impl Store {
                 .await
                 .map_err(StoreError::query(CONTEXT))?
         });
-        let mut ledger = Ledger::default();
-        for (fact_source, kind, login, org_id, team_id) in rows {
-            let fact =
-                fact::from_columns(&kind, login, org_id, team_id).map_err(|detail| StoreError::Corrupt {
+        let mut ledger = fact::LedgerBuilder::default();
+        for (fact_source, kind, login, org_id, team_id) in &rows {
+            ledger
+                .add_columns(fact_source == source, kind, login.as_deref(), *org_id, *team_id)
+                .map_err(|detail| StoreError::Corrupt {
                     context: CONTEXT,
                     detail,
                 })?;
-            if fact_source == source {
-                ledger.own.insert(fact);
-            } else {
-                ledger.others.insert(fact);
-            }
         }
-        Ok(ledger)
+        Ok(ledger.finish())
     }
 
     /// Records the start of a run; its outcome is `Running` until [`Store::finish_run`].
@@ -554,7 +550,7 @@ const LOAD_LEDGER: &str = "load ledger";
 pub(crate) const LEDGER_FOR_LOGIN: &str =
     "SELECT source, kind, login, org_id, team_id FROM ledger WHERE login = $1";
 
-/// Runs CPU-heavy work (sorting a million facts) off the async workers.
+/// Runs CPU-heavy work (building a million-fact ledger) off the async workers.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, StoreError> {
     match tokio::task::spawn_blocking(work).await {
         Ok(value) => Ok(value),
@@ -566,62 +562,51 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
     }
 }
 
-/// Loads the ledger one row per fact (PostgreSQL, whose wire protocol streams rows cheaply).
+/// Loads the ledger one row per fact (PostgreSQL, whose wire protocol streams rows cheaply). Each row's
+/// login is borrowed from the row: only a login the builder has not seen yet is copied.
 async fn load_ledger_rows(pool: &PgPool, source: &str) -> Result<Ledger, StoreError> {
-    let mut own = Vec::new();
-    let mut others = Vec::new();
+    let mut ledger = fact::LedgerBuilder::default();
     let mut rows = sqlx::query("SELECT source = $1, kind, login, org_id, team_id FROM ledger")
         .bind(source)
         .fetch(pool);
     while let Some(row) = rows.try_next().await.map_err(StoreError::query(LOAD_LEDGER))? {
-        let is_own: bool = row.try_get(0).map_err(StoreError::query(LOAD_LEDGER))?;
+        let own: bool = row.try_get(0).map_err(StoreError::query(LOAD_LEDGER))?;
         let kind: &str = row.try_get(1).map_err(StoreError::query(LOAD_LEDGER))?;
-        let login: Option<String> = row.try_get(2).map_err(StoreError::query(LOAD_LEDGER))?;
+        let login: Option<&str> = row.try_get(2).map_err(StoreError::query(LOAD_LEDGER))?;
         let org_id: Option<i64> = row.try_get(3).map_err(StoreError::query(LOAD_LEDGER))?;
         let team_id: Option<i64> = row.try_get(4).map_err(StoreError::query(LOAD_LEDGER))?;
-        let fact =
-            fact::from_columns(kind, login, org_id, team_id).map_err(|detail| StoreError::Corrupt {
+        ledger
+            .add_columns(own, kind, login, org_id, team_id)
+            .map_err(|detail| StoreError::Corrupt {
                 context: LOAD_LEDGER,
                 detail,
             })?;
-        if is_own {
-            own.push(fact);
-        } else {
-            others.push(fact);
-        }
     }
     drop(rows);
-    blocking(move || Ledger {
-        own: fact::into_set(own),
-        others: fact::into_set(others),
-    })
-    .await
+    // Sorting each user's memberships is the only work left.
+    blocking(move || ledger.finish()).await
 }
 
 /// Facts per packed SQLite chunk (a few MB of text).
 const SQLITE_LEDGER_CHUNK: i64 = 65_536;
 
 /// Loads the ledger from SQLite in packed chunks: each query returns one text holding up to
-/// [`SQLITE_LEDGER_CHUNK`] facts (see [`fact::parse_packed`]). sqlx hands every SQLite row from its worker
-/// thread to the caller separately, copying each value; a row per fact made that hand-off most of the
-/// cost of loading a million facts. Chunks are pages by rowid, read in one transaction (one snapshot).
+/// [`SQLITE_LEDGER_CHUNK`] facts (see [`fact::LedgerBuilder::add_packed`]). sqlx hands every SQLite row
+/// from its worker thread to the caller separately, copying each value; a row per fact made that hand-off
+/// most of the cost of loading a million facts. Chunks are pages by rowid, read in one transaction (one
+/// snapshot).
 ///
-/// Reading and building overlap: while SQLite packs the next chunk, a blocking thread parses and sorts the
-/// previous one; the final collect then only merges sorted runs.
+/// Reading and building overlap: while SQLite packs the next chunk, a blocking thread adds the previous
+/// one to the ledger (logins borrowed from the chunk, one copy per user), then sorts each user's
+/// memberships once at the end.
 async fn load_ledger_sqlite(pool: &SqlitePool, source: &str) -> Result<Ledger, StoreError> {
     let (chunks, mut received) = tokio::sync::mpsc::channel::<String>(2);
     let builder = blocking(move || -> Result<Ledger, String> {
-        let (mut own, mut others) = (Vec::new(), Vec::new());
+        let mut ledger = fact::LedgerBuilder::default();
         while let Some(packed) = received.blocking_recv() {
-            let (own_before, others_before) = (own.len(), others.len());
-            fact::parse_packed(&packed, &mut own, &mut others)?;
-            own[own_before..].sort_unstable();
-            others[others_before..].sort_unstable();
+            ledger.add_packed(&packed)?;
         }
-        Ok(Ledger {
-            own: own.into_iter().collect(),
-            others: others.into_iter().collect(),
-        })
+        Ok(ledger.finish())
     });
 
     let read = async {

@@ -211,6 +211,20 @@ async fn pg_queue_throughput() {
     db.drop_database().await;
 }
 
+/// Loading a 100k-user ledger (1.2M facts) with `Store::ledger`. Run with `IDSYNC_TEST_POSTGRES_URL=…
+/// cargo test --release -p idsync-store --test postgres -- --ignored --nocapture ledger_load`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: records 1.2M facts, then loads them"]
+async fn pg_ledger_load_1m_facts() {
+    let Some(db) = TestDb::create("pg_ledger_load").await else {
+        return;
+    };
+    let store = Store::open(&db.url).await.unwrap();
+    ledger_load_timing(&store, "postgres", 100_000).await;
+    store.close().await;
+    db.drop_database().await;
+}
+
 async fn throughput_200k(store: &Store) {
     throughput(store, "postgres", directory_facts(20_000)).await;
 }

@@ -350,6 +350,15 @@ async fn throughput_1m_facts_on_file() {
     throughput(&store, "sqlite file", directory_facts(110_000)).await;
 }
 
+/// Loading a 100k-user ledger (1.2M facts) with `Store::ledger`. Run with
+/// `cargo test --release -p idsync-store --test sqlite -- --ignored --nocapture ledger_load`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: records 1.2M facts, then loads them"]
+async fn ledger_load_1m_facts_on_file() {
+    let (_dir, store) = file_store().await;
+    ledger_load_timing(&store, "sqlite file", 100_000).await;
+}
+
 /// The event-queue scenarios, on a database file and in memory.
 macro_rules! sqlite_scenarios {
     ($($scenario:ident),+ $(,)?) => {

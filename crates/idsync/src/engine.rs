@@ -5,12 +5,14 @@
 //! the failed run is recorded; outcomes are recorded as they arrive, so a crash mid-apply loses at most the
 //! changes in flight.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use idsync_core::{Change, Desired, DirectorySnapshot, Ledger, Observed, OrgRef, OwnedFact, Plan, login_key};
+use idsync_core::{
+    Change, Desired, DirectorySnapshot, Ledger, Observed, OrgRef, OwnedFact, Plan, ReadStats, login_key,
+};
 use idsync_grafana::{ChangeOutcome, GrafanaClient, OutcomeStatus, UserScope};
 use idsync_mapping::Rules;
 use idsync_plan::{AppliedAs, PlanInput, Policy};
@@ -37,7 +39,9 @@ pub trait SyncObserver: Send + Sync {
 
 /// What a plan was made from, for output and explain.
 pub struct Prepared {
-    pub snapshot: DirectorySnapshot,
+    /// Users read from the directory (the snapshot itself is dropped once mapped).
+    pub users_read: usize,
+    pub read_stats: ReadStats,
     pub desired: Desired,
     pub observed: Observed,
     pub ledger: Ledger,
@@ -45,9 +49,11 @@ pub struct Prepared {
     pub timings: Timings,
 }
 
-/// Wall time of each step of a run, for `--timings` and benchmarks.
+/// Wall time of each step of a run, for `--timings` and benchmarks. Grafana's state and the ledger load
+/// run concurrently; `prepare_ms` is the wall time from the start of the read to a finished plan.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Timings {
+    pub prepare_ms: u128,
     pub read_ms: u128,
     pub map_ms: u128,
     pub observe_ms: u128,
@@ -60,8 +66,14 @@ impl std::fmt::Display for Timings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "read={}ms map={}ms observe={}ms ledger={}ms plan={}ms apply={}ms",
-            self.read_ms, self.map_ms, self.observe_ms, self.ledger_ms, self.plan_ms, self.apply_ms
+            "prepare={}ms (read={}ms map={}ms, observe={}ms ledger={}ms, plan={}ms) apply={}ms",
+            self.prepare_ms,
+            self.read_ms,
+            self.map_ms,
+            self.observe_ms,
+            self.ledger_ms,
+            self.plan_ms,
+            self.apply_ms
         )
     }
 }
@@ -185,26 +197,34 @@ impl Engine {
     /// Reads, maps, observes and plans. Records nothing.
     pub async fn prepare(&self, source: &SourceConfig, policy: &Policy) -> anyhow::Result<Prepared> {
         let mut timings = Timings::default();
+        let prepare_started = Instant::now();
+        // The directory is read and mapped first, so its snapshot is freed before Grafana's state and the
+        // ledger (read concurrently with each other) are loaded: on a small machine, running all three at
+        // once measured slower (they compete for the same cores) and holds every input in memory at once.
+        let timed = |started: Instant| started.elapsed().as_millis();
         let started = Instant::now();
         let snapshot = self.read_source(source).await?;
-        timings.read_ms = started.elapsed().as_millis();
+        timings.read_ms = timed(started);
         let started = Instant::now();
-        let desired = idsync_mapping::map_snapshot(&snapshot, &self.rules(source));
-        timings.map_ms = started.elapsed().as_millis();
-        let started = Instant::now();
-        let observed = self
-            .grafana
-            .observe(None)
-            .await
-            .context("reading Grafana's state")?;
-        timings.observe_ms = started.elapsed().as_millis();
-        let started = Instant::now();
-        let ledger = self
-            .store
-            .ledger(source.name())
-            .await
-            .context("loading the ownership ledger")?;
-        timings.ledger_ms = started.elapsed().as_millis();
+        let (users_read, read_stats) = (snapshot.users.len(), snapshot.stats);
+        let desired = idsync_mapping::map_snapshot_owned(snapshot, &self.rules(source));
+        timings.map_ms = timed(started);
+        let observe = async {
+            let started = Instant::now();
+            let observed = self.grafana.observe(None).await;
+            (observed, timed(started))
+        };
+        let load_ledger = async {
+            let started = Instant::now();
+            let ledger = self.store.ledger(source.name()).await;
+            (ledger, timed(started))
+        };
+        let ((observed, observe_ms), (ledger, ledger_ms)) = tokio::join!(observe, load_ledger);
+        timings.observe_ms = observe_ms;
+        timings.ledger_ms = ledger_ms;
+        let observed = observed.context("reading Grafana's state")?;
+        let ledger = ledger.context("loading the ownership ledger")?;
+
         let started = Instant::now();
         let plan = idsync_plan::plan(PlanInput {
             source: source.name(),
@@ -216,9 +236,11 @@ impl Engine {
             scope: None,
         });
         timings.plan_ms = started.elapsed().as_millis();
-        tracing::info!(source = source.name(), users = snapshot.users.len(), changes = plan.changes.len(), %timings, "planned");
+        timings.prepare_ms = prepare_started.elapsed().as_millis();
+        tracing::info!(source = source.name(), users = users_read, changes = plan.changes.len(), %timings, "planned");
         Ok(Prepared {
-            snapshot,
+            users_read,
+            read_stats,
             desired,
             observed,
             ledger,
@@ -393,16 +415,19 @@ impl Engine {
         let teams: Vec<(OrgRef, String)> = desired
             .users
             .get(&key)
-            .map(|u| u.teams.keys().map(|t| (t.org.clone(), t.name.clone())).collect())
-            .unwrap_or_default();
-        let team_ids: Vec<(i64, i64)> = ledger
-            .own
-            .iter()
-            .chain(&ledger.others)
-            .filter_map(|fact| match fact {
-                OwnedFact::TeamMembership { org_id, team_id, .. } => Some((*org_id, *team_id)),
-                _ => None,
+            .map(|u| {
+                u.team_grants()
+                    .map(|(team, _)| {
+                        let team = &desired.team(team).team;
+                        (team.org.clone(), team.name.clone())
+                    })
+                    .collect()
             })
+            .unwrap_or_default();
+        let team_ids: Vec<(i64, i64)> = [&ledger.own, &ledger.others]
+            .into_iter()
+            .filter_map(|facts| facts.user(&key))
+            .flat_map(|facts| facts.teams.iter().copied())
             .collect();
         let scope = UserScope {
             login: &key,
@@ -516,8 +541,8 @@ fn counts_of(prepared: &Prepared, applied: u64, failed: u64, skipped: u64) -> Ru
         applied,
         failed,
         skipped,
-        users_read: prepared.snapshot.users.len() as u64,
-        ldap_operations: prepared.snapshot.stats.operations,
+        users_read: prepared.users_read as u64,
+        ldap_operations: prepared.read_stats.operations,
     }
 }
 
@@ -554,26 +579,15 @@ async fn record_outcomes(
 /// Turns outcomes into audit entries with their ledger effects.
 struct Recorder<'a> {
     ledger: &'a Ledger,
-    /// Users idsync created (before or during this run): Grafana's auto-assignment acts on their behalf.
-    created_users: BTreeSet<String>,
-    /// This source's facts by login, built on first need (only removals of a whole org or user read it).
-    by_login: Option<HashMap<&'a str, Vec<&'a OwnedFact>>>,
+    /// Users idsync created during this run (with the ledger's, those Grafana's auto-assignment acts for).
+    created_in_run: HashSet<String>,
 }
 
 impl<'a> Recorder<'a> {
     fn new(ledger: &'a Ledger) -> Self {
-        let created_users = ledger
-            .own
-            .iter()
-            .filter_map(|fact| match fact {
-                OwnedFact::User { login } => Some(login.clone()),
-                _ => None,
-            })
-            .collect();
         Recorder {
             ledger,
-            created_users,
-            by_login: None,
+            created_in_run: HashSet::new(),
         }
     }
 
@@ -607,28 +621,13 @@ impl<'a> Recorder<'a> {
             return entry;
         };
         let key = change.login().map(login_key);
-        let created = key.as_ref().is_some_and(|k| self.created_users.contains(k));
-        let needs_facts = matches!(change, Change::RemoveOrgUser { .. } | Change::DeleteUser { .. });
-        let login_facts: &[&OwnedFact] = match (&key, needs_facts) {
-            (Some(key), true) => {
-                let ledger = self.ledger;
-                let index = self.by_login.get_or_insert_with(|| {
-                    let mut index: HashMap<&str, Vec<&OwnedFact>> = HashMap::new();
-                    for fact in &ledger.own {
-                        if let Some(login) = fact.login() {
-                            index.entry(login).or_default().push(fact);
-                        }
-                    }
-                    index
-                });
-                index.get(key.as_str()).map_or(&[], Vec::as_slice)
-            }
-            _ => &[],
-        };
+        let login_facts = key.as_deref().and_then(|key| self.ledger.own.user(key));
+        let created = login_facts.is_some_and(|facts| facts.created)
+            || key.as_ref().is_some_and(|k| self.created_in_run.contains(k));
         let effects = idsync_plan::ledger_effects(change, applied_as, outcome.team_id, created, login_facts);
         for fact in &effects.add {
             if let OwnedFact::User { login } = fact {
-                self.created_users.insert(login.clone());
+                self.created_in_run.insert(login.clone());
             }
         }
         entry.ledger_add = effects.add;

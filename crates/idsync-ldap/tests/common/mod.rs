@@ -138,7 +138,7 @@ pub fn cns(user: &DirectoryUser) -> Vec<String> {
                 .next()
                 .and_then(|rdn| rdn.split_once('='))
                 .map(|(_, v)| v.to_string())
-                .unwrap_or_else(|| g.clone())
+                .unwrap_or_else(|| g.to_string())
         })
         .collect();
     cns.sort();

@@ -352,12 +352,14 @@ pub fn apply_model(plan: &Plan, observed: &mut Observed, ledger: &mut Ledger) {
             });
         }
         let key = change.login().map(login_key);
-        let login_facts: Vec<&OwnedFact> = ledger
-            .own
-            .iter()
-            .filter(|fact| fact.login().map(str::to_string) == key)
-            .collect();
-        let effects = ledger_effects(change, AppliedAs::Applied, team_id, created_user, &login_facts);
+        let login_facts = key.as_deref().and_then(|key| ledger.own.user(key)).cloned();
+        let effects = ledger_effects(
+            change,
+            AppliedAs::Applied,
+            team_id,
+            created_user,
+            login_facts.as_ref(),
+        );
         for fact in effects.remove {
             ledger.own.remove(&fact);
         }

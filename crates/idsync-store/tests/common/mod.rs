@@ -7,7 +7,7 @@ pub mod queue;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use idsync_core::{OwnedFact, Reason};
+use idsync_core::{Facts, OwnedFact, Reason};
 use idsync_store::{
     AuditEntry, AuditFilter, ChangeResult, RunCounts, RunId, RunMode, RunOutcome, Store, StoreError,
 };
@@ -42,10 +42,7 @@ pub fn entry(
         change_kind: "add_team_member".into(),
         description: description.into(),
         login: login.map(str::to_string),
-        reasons: vec![Reason {
-            rule: "rule".into(),
-            group: "cn=group".into(),
-        }],
+        reasons: vec![Reason::new("rule", "cn=group")],
         result: ChangeResult::Applied,
         error: None,
         ledger_add: add,
@@ -68,7 +65,7 @@ pub async fn audit_count(store: &Store) -> usize {
         .len()
 }
 
-fn set(facts: &[OwnedFact]) -> BTreeSet<OwnedFact> {
+pub fn set(facts: &[OwnedFact]) -> Facts {
     facts.iter().cloned().collect()
 }
 
@@ -123,7 +120,11 @@ pub async fn ledger_split_by_source(store: &Store) {
     assert!(unknown.own.is_empty());
     assert_eq!(
         unknown.others.len(),
-        set(&ldap_facts).union(&set(&oidc_facts)).count()
+        ldap_facts
+            .iter()
+            .chain(&oidc_facts)
+            .collect::<BTreeSet<_>>()
+            .len()
     );
 }
 
@@ -354,14 +355,8 @@ pub async fn audit_filters(store: &Store) {
     failed.result = ChangeResult::Failed;
     failed.error = Some("grafana answered 500".into());
     failed.reasons = vec![
-        Reason {
-            rule: "editors".into(),
-            group: "cn=editors,ou=groups".into(),
-        },
-        Reason {
-            rule: "ünïcode \"rule\"".into(),
-            group: "cn=x".into(),
-        },
+        Reason::new("editors", "cn=editors,ou=groups"),
+        Reason::new("ünïcode \"rule\"", "cn=x"),
     ];
     store
         .record_changes(
@@ -606,7 +601,7 @@ pub async fn throughput(store: &Store, label: &str, facts: Vec<OwnedFact>) {
         load,
         facts.len() as f64 / load.as_secs_f64(),
     );
-    let expected: BTreeSet<OwnedFact> = facts.into_iter().collect();
+    let expected: Facts = facts.into_iter().collect();
     assert_eq!(ledger.own.len(), expected.len());
     assert!(ledger.own == expected);
     assert_eq!(ledger.others, set(&[user("x")]));
@@ -616,4 +611,76 @@ pub async fn throughput(store: &Store, label: &str, facts: Vec<OwnedFact>) {
     store.record_changes(run, "ldap", &entries).await.unwrap();
     println!("[{label}] re-recording the same facts: {:.2?}", started.elapsed());
     assert_eq!(store.ledger("ldap").await.unwrap().own.len(), expected.len());
+}
+
+/// Times `Store::ledger` on a ledger of `users` users with 12 facts each: the account, membership of org
+/// 1 and 10 team memberships spread over 1 000 teams (1.2M facts for 100k users), recorded through
+/// `record_changes` in batches of 10k users, one audit entry per user. Prints the time of three loads,
+/// the fact count and the ledger's size in memory; asserts only correctness.
+pub async fn ledger_load_timing(store: &Store, label: &str, users: usize) {
+    const TEAMS: usize = 1_000;
+    const TEAMS_PER_USER: usize = 10;
+    const BATCH: usize = 10_000;
+    let login = |i: usize| format!("user{i:06}@example.com");
+    let run = sync_run(store, "ldap").await;
+    let started = Instant::now();
+    for first in (0..users).step_by(BATCH) {
+        let entries: Vec<AuditEntry> = (first..users.min(first + BATCH))
+            .map(|i| {
+                let login = login(i);
+                let mut facts = vec![user(&login), org_member(1, &login)];
+                // 97 × 9 < 1 000: a user's 10 teams differ, and each team gets users / 100 members.
+                facts.extend(
+                    (0..TEAMS_PER_USER).map(|k| team_member(1, 1 + ((i + 97 * k) % TEAMS) as i64, &login)),
+                );
+                entry("+", Some(&login), facts, vec![])
+            })
+            .collect();
+        store.record_changes(run, "ldap", &entries).await.unwrap();
+    }
+    let facts = users * (2 + TEAMS_PER_USER);
+    println!("[{label}] recorded {facts} facts in {:.2?}", started.elapsed());
+
+    for attempt in 1..=3 {
+        let started = Instant::now();
+        let ledger = store.ledger("ldap").await.unwrap();
+        let load = started.elapsed();
+        let counted = ledger.own.len();
+        println!(
+            "[{label}] ledger() #{attempt}: {counted} facts ({} users) in {load:.2?} ({:.0} facts/s); \
+             at least {:.1} MiB in memory",
+            ledger.managed_users(),
+            counted as f64 / load.as_secs_f64(),
+            facts_bytes(&ledger.own) as f64 / (1024.0 * 1024.0),
+        );
+        assert_eq!(counted, facts);
+        assert_eq!(ledger.managed_users(), users);
+        assert_eq!(ledger.managed_memberships(), users * (1 + TEAMS_PER_USER));
+        assert!(ledger.others.is_empty());
+        let last = login(users - 1);
+        assert!(ledger.owns(&team_member(1, 1 + ((users - 1) % TEAMS) as i64, &last)));
+        assert_eq!(
+            ledger
+                .own
+                .user(&last)
+                .map(|u| (u.created, u.orgs.clone(), u.teams.len())),
+            Some((true, vec![1], TEAMS_PER_USER))
+        );
+    }
+}
+
+/// A lower bound of the memory `facts` hold: per user its login, its map entry and its membership
+/// vectors (by capacity); not the map's node overhead or the allocator's.
+fn facts_bytes(facts: &Facts) -> usize {
+    let users: usize = facts
+        .users()
+        .map(|(login, user)| {
+            login.len()
+                + size_of::<String>()
+                + size_of::<idsync_core::UserFacts>()
+                + user.orgs.capacity() * size_of::<i64>()
+                + user.teams.capacity() * size_of::<(i64, i64)>()
+        })
+        .sum();
+    users + facts.teams().count() * size_of::<(i64, i64)>()
 }

@@ -31,12 +31,13 @@ pub async fn explain(engine: &Engine, source: &SourceConfig, login: &str) -> any
     let Some(wanted) = desired.users.get(&login_key(&user.login)) else {
         anyhow::bail!("mapping produced no entry for {login}");
     };
-    print!("{}", render(&user, wanted, &observed, &ledger));
+    print!("{}", render(&user, &desired, wanted, &observed, &ledger));
     Ok(0)
 }
 
 fn render(
     user: &idsync_core::DirectoryUser,
+    desired: &idsync_core::Desired,
     wanted: &idsync_core::DesiredUser,
     observed: &Observed,
     ledger: &idsync_core::Ledger,
@@ -97,7 +98,8 @@ fn render(
     if wanted.teams.is_empty() {
         let _ = writeln!(out, "    (no team rule matches)");
     }
-    for (team, reasons) in &wanted.teams {
+    for (team, reasons) in wanted.team_grants() {
+        let team = &desired.team(team).team;
         let observed_team = observed
             .resolve_org(&team.org)
             .and_then(|o| o.teams.get(&team.name));
@@ -106,7 +108,7 @@ fn render(
             (Some(t), Some(a)) if t.members.contains(&a.id) => "member (in place)",
             _ => "not a member (will be added)",
         };
-        let reasons: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+        let reasons: Vec<String> = reasons.map(|r| desired.reason(r).to_string()).collect();
         let _ = writeln!(
             out,
             "    org {} team {:?}  [{}]  now: {now}",
@@ -118,8 +120,9 @@ fn render(
     let key = login_key(&user.login);
     let owned: Vec<String> = ledger
         .own
-        .iter()
-        .filter(|f| f.login() == Some(key.as_str()))
+        .user(&key)
+        .into_iter()
+        .flat_map(|facts| facts.facts(&key))
         .map(|f| format!("{f:?}"))
         .collect();
     let _ = writeln!(out, "  owned by idsync ({}):", owned.len());

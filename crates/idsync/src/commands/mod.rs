@@ -36,8 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 print!("{}", prepared.plan.to_text());
                 println!(
                     "read {} user(s) in {} LDAP operation(s); run {run} recorded",
-                    prepared.snapshot.users.len(),
-                    prepared.snapshot.stats.operations
+                    prepared.users_read, prepared.read_stats.operations
                 );
             }
             Ok(if detailed_exitcode && !prepared.plan.is_empty() {
