@@ -167,7 +167,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         read_map_plan / ldapsearch_s
     );
     println!(
-        "    whole prepare (read, observe and ledger concurrently, then map and plan): {:.2}s = {:.2}x ldapsearch",
+        "    whole prepare (read, map, then observe and ledger concurrently, then plan): {:.2}s = {:.2}x ldapsearch",
         ms("prepare_ms"),
         ms("prepare_ms") / ldapsearch_s
     );
