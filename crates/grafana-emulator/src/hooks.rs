@@ -7,7 +7,9 @@
 //! * `POST /emulator/faults` `{"status","count","pathPrefix"?,"method"?}` — the next `count`
 //!   `/api` requests whose path starts with `pathPrefix` (and method matches) fail with `status`
 //!   (`429` carries `Retry-After: 0`); `DELETE /emulator/faults` clears them, `GET` lists them.
-//! * `GET /emulator/stats` — `{"writes","requests"}`.
+//! * `GET /emulator/stats` — `{"writes","requests","writeRequests","writeServiceMicros"}`: 2xx writes, all
+//!   `/api` requests, all mutating requests answered (any status) and their summed service time (arrival to
+//!   response, so a client can compare its throughput with what the configured latency allows).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -19,6 +21,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use crate::EmulatorState;
 use crate::model::ExternalAuth;
@@ -123,7 +126,13 @@ async fn list_faults(State(st): State<EmulatorState>) -> Response {
 }
 
 async fn stats(State(st): State<EmulatorState>) -> Response {
-    ok(json!({"writes": st.write_count(), "requests": st.request_count()}))
+    let inner = &st.inner;
+    ok(json!({
+        "writes": st.write_count(),
+        "requests": st.request_count(),
+        "writeRequests": inner.write_requests.load(Ordering::SeqCst),
+        "writeServiceMicros": inner.write_service_us.load(Ordering::SeqCst),
+    }))
 }
 
 fn is_mutating(m: &Method) -> bool {
@@ -150,9 +159,11 @@ fn take_fault(st: &EmulatorState, method: &Method, path: &str) -> Option<Respons
 }
 
 /// Middleware for every request: `/api` requests are counted, may be failed by a fault rule,
-/// and mutating ones are delayed by the configured write latency (an async sleep, so
-/// concurrent requests overlap).
+/// and mutating ones take the configured write latency: each is answered no sooner than `latency` after it
+/// arrived (its own handling counts towards it), so concurrent requests overlap as they do on a server
+/// whose storage is slow.
 pub async fn api_layer(State(st): State<EmulatorState>, req: Request, next: Next) -> Response {
+    let arrived = Instant::now();
     let path = req.uri().path();
     if !(path == "/api" || path.starts_with("/api/")) {
         return next.run(req).await;
@@ -163,13 +174,27 @@ pub async fn api_layer(State(st): State<EmulatorState>, req: Request, next: Next
         return resp;
     }
     let mutating = is_mutating(&method);
-    let latency = st.inner.cfg.write_latency;
-    if mutating && !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
     let resp = next.run(req).await;
-    if mutating && resp.status().is_success() {
-        st.inner.writes.fetch_add(1, Ordering::SeqCst);
+    if mutating {
+        sleep_until_precisely(arrived + st.inner.cfg.write_latency).await;
+        if resp.status().is_success() {
+            st.inner.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        let service = u64::try_from(arrived.elapsed().as_micros()).unwrap_or(u64::MAX);
+        st.inner.write_requests.fetch_add(1, Ordering::SeqCst);
+        st.inner.write_service_us.fetch_add(service, Ordering::SeqCst);
     }
     resp
+}
+
+/// Waits until `deadline` to within the OS timer's precision (tens of µs). tokio's timer wheel has 1 ms
+/// ticks and rounds every deadline up, which would add ~0.5–1 ms to every emulated write; a blocking-pool
+/// thread's `nanosleep` does not.
+async fn sleep_until_precisely(deadline: Instant) {
+    let now = Instant::now();
+    if deadline <= now {
+        return;
+    }
+    let wait = deadline - now;
+    let _ = tokio::task::spawn_blocking(move || std::thread::sleep(wait)).await;
 }

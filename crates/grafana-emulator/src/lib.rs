@@ -57,6 +57,9 @@ pub(crate) struct Inner {
     pub(crate) db: RwLock<Db>,
     pub(crate) writes: AtomicU64,
     pub(crate) requests: AtomicU64,
+    /// Mutating `/api` requests answered (any status) and their summed service time, arrival to response.
+    pub(crate) write_requests: AtomicU64,
+    pub(crate) write_service_us: AtomicU64,
     pub(crate) faults: Mutex<Vec<Fault>>,
 }
 
@@ -76,6 +79,8 @@ impl EmulatorState {
                 db: RwLock::new(db),
                 writes: AtomicU64::new(0),
                 requests: AtomicU64::new(0),
+                write_requests: AtomicU64::new(0),
+                write_service_us: AtomicU64::new(0),
                 faults: Mutex::new(Vec::new()),
             }),
         }
@@ -89,6 +94,11 @@ impl EmulatorState {
     /// All `/api` requests received (including rejected and fault-injected ones).
     pub fn request_count(&self) -> u64 {
         self.inner.requests.load(Ordering::SeqCst)
+    }
+
+    /// Mutating `/api` requests answered, whatever their status (fault-injected ones excepted).
+    pub fn write_request_count(&self) -> u64 {
+        self.inner.write_requests.load(Ordering::SeqCst)
     }
 
     /// The configuration the state was created with.
@@ -182,6 +192,11 @@ impl Emulator {
     /// All `/api` requests received.
     pub fn request_count(&self) -> u64 {
         self.state.request_count()
+    }
+
+    /// Mutating `/api` requests answered, whatever their status.
+    pub fn write_request_count(&self) -> u64 {
+        self.state.write_request_count()
     }
 
     /// The shared state (database access for white-box assertions).

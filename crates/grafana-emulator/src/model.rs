@@ -4,7 +4,7 @@
 //! current-org bookkeeping, duplicate checks) live here; HTTP mapping lives in `api`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -319,6 +319,9 @@ pub struct Db {
     /// Position of every user id in `users_sorted` (`u32::MAX`: not in it), built on first use
     /// and dropped when `users_sorted` changes. Listings sort by it instead of comparing strings.
     login_rank: OnceLock<Vec<u32>>,
+    /// Each org's non-service-account member ids in login order, built on first use and dropped when the
+    /// org's members or `users_sorted` change, so paging through a large org does not sort it per page.
+    org_member_order: Mutex<HashMap<i64, Arc<[i64]>>>,
     orgs: BTreeMap<i64, Org>,
     org_name_idx: BTreeMap<String, i64>,
     org_users: BTreeMap<(i64, i64), OrgUser>,
@@ -347,6 +350,7 @@ impl Db {
             uid_idx: HashMap::new(),
             users_sorted: BTreeSet::new(),
             login_rank: OnceLock::new(),
+            org_member_order: Mutex::default(),
             orgs: BTreeMap::new(),
             org_name_idx: BTreeMap::new(),
             org_users: BTreeMap::new(),
@@ -409,7 +413,7 @@ impl Db {
         if !user.is_service_account {
             self.users_sorted
                 .insert((user.login.clone(), user.email.clone(), id));
-            self.login_rank.take();
+            self.login_order_changed();
         }
         self.users.insert(id, user);
         id
@@ -527,7 +531,7 @@ impl Db {
             .users_sorted
             .remove(&(user.login.clone(), user.email.clone(), id))
         {
-            self.login_rank.take();
+            self.login_order_changed();
         }
         for org in self.user_org_ids(id) {
             self.remove_org_user_row(org, id);
@@ -603,6 +607,7 @@ impl Db {
     // ----------------------------------------------------------- org members
 
     fn insert_org_user(&mut self, org: i64, user: i64, role: Role) {
+        self.org_members_changed(org);
         let t = now();
         if let Some(old) = self.org_users.insert(
             (org, user),
@@ -629,6 +634,7 @@ impl Db {
 
     fn remove_org_user_row(&mut self, org: i64, user: i64) -> Option<OrgUser> {
         let row = self.org_users.remove(&(org, user))?;
+        self.org_members_changed(org);
         self.user_orgs.remove(&(user, org));
         if row.role == Role::Admin {
             self.dec_admin(org);
@@ -684,6 +690,44 @@ impl Db {
             (r, u.id)
         };
         rows.sort_unstable_by_key(|(u, _)| key(u));
+    }
+
+    fn login_order_changed(&mut self) {
+        self.login_rank.take();
+        self.org_member_order
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    fn org_members_changed(&mut self, org: i64) {
+        self.org_member_order
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&org);
+    }
+
+    /// Ids of [`Db::org_members_in_login_order`], cached until the org's members or logins change.
+    pub fn org_member_ids_in_login_order(&self, org: i64) -> Arc<[i64]> {
+        let cached = self
+            .org_member_order
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&org)
+            .cloned();
+        if let Some(ids) = cached {
+            return ids;
+        }
+        let ids: Arc<[i64]> = self
+            .org_members_in_login_order(org)
+            .iter()
+            .map(|(u, _)| u.id)
+            .collect();
+        self.org_member_order
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(org, ids.clone());
+        ids
     }
 
     /// Non-service-account members of an org in `(login, email)` order (ties by user id), as

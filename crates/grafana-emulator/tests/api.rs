@@ -1217,9 +1217,14 @@ async fn fixtures_built_only_through_grafana_endpoints() {
 
 #[tokio::test]
 async fn write_count_counts_only_successful_mutations() {
-    // Emulator contract: writes = 2xx POST/PUT/PATCH/DELETE under /api; requests = every /api request.
+    // Emulator contract: writes = 2xx POST/PUT/PATCH/DELETE under /api; requests = every /api request;
+    // writeRequests = every mutating /api request answered, whatever its status.
     let env = start().await;
-    let (w0, r0) = (env.emu.write_count(), env.emu.request_count());
+    let (w0, r0, wr0) = (
+        env.emu.write_count(),
+        env.emu.request_count(),
+        env.emu.write_request_count(),
+    );
     env.create_team("w").await; // 2xx write
     send(env.admin(Method::POST, "/api/teams").json(&json!({"name": "w"}))).await; // 409
     send(env.admin(Method::GET, "/api/teams/search")).await; // read
@@ -1228,16 +1233,18 @@ async fn write_count_counts_only_successful_mutations() {
     send(env.req(Method::GET, "/emulator/stats")).await; // not /api
     assert_eq!(env.emu.write_count() - w0, 1);
     assert_eq!(env.emu.request_count() - r0, 5);
+    assert_eq!(env.emu.write_request_count() - wr0, 4);
     let (_, stats) = send(env.req(Method::GET, "/emulator/stats")).await;
-    assert_eq!(
-        stats,
-        json!({"writes": env.emu.write_count(), "requests": env.emu.request_count()})
-    );
+    assert_eq!(stats["writes"], env.emu.write_count());
+    assert_eq!(stats["requests"], env.emu.request_count());
+    assert_eq!(stats["writeRequests"], env.emu.write_request_count());
+    assert!(stats["writeServiceMicros"].is_u64(), "{stats}");
 }
 
 #[tokio::test]
 async fn write_latency_is_applied_and_concurrent_writes_overlap() {
-    // Emulator contract: --write-latency-ms is an async sleep per mutating /api request.
+    // Emulator contract: --write-latency-ms is how long after its arrival a mutating /api request is answered;
+    // requests overlap, and /emulator/stats reports every write request and its service time.
     let latency = Duration::from_millis(300);
     let env = start_with(EmulatorConfig {
         write_latency: latency,
@@ -1264,6 +1271,22 @@ async fn write_latency_is_applied_and_concurrent_writes_overlap() {
     assert!(
         elapsed < latency * 3,
         "8 concurrent writes overlap (took {elapsed:?})"
+    );
+    // A rejected write (duplicate team name: 409) takes the latency too and is counted as a write request.
+    let (st, _) = send(
+        env.admin(Method::POST, "/api/teams")
+            .json(&json!({"name": "slow"})),
+    )
+    .await;
+    assert_eq!(st, 409);
+    let (_, stats) = send(env.req(Method::GET, "/emulator/stats")).await;
+    assert_eq!(stats["writes"], 9, "2xx writes: {stats}");
+    assert_eq!(stats["writeRequests"], 10, "all writes: {stats}");
+    let service_us = stats["writeServiceMicros"].as_u64().unwrap();
+    let floor = 10 * latency.as_micros() as u64;
+    assert!(
+        (floor..floor + 10 * 100_000).contains(&service_us),
+        "each write took at least the latency and not much more: {service_us} µs for 10"
     );
 }
 

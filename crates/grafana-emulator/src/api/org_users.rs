@@ -7,7 +7,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Query, encode, paginate, parse_id, resolve_user_param};
+use super::{Query, encode, page_window, paginate, parse_id, resolve_user_param};
 use crate::EmulatorState;
 use crate::auth::Caller;
 use crate::model::{
@@ -47,9 +47,19 @@ fn list_helper(st: &EmulatorState, org: i64, query: &str, limit: i64) -> Respons
 fn search_helper(st: &EmulatorState, org: i64, q: &Query) -> Response {
     let (per_page, page) = q.paging();
     let db = st.db_read();
-    let r = rows(&db, org, q.str("query"));
-    let total = r.len();
-    let users = paginate(r.into_iter(), per_page, page);
+    let (total, users) = if q.str("query").is_empty() {
+        // Only the page's rows are looked up, from the org's cached login order.
+        let ids = db.org_member_ids_in_login_order(org);
+        let (offset, limit) = page_window(per_page, page);
+        let window = ids.iter().skip(offset).take(limit);
+        let users: Vec<(&User, &OrgUser)> = window
+            .filter_map(|id| Some((db.user(*id)?, db.org_user(org, *id)?)))
+            .collect();
+        (ids.len(), users)
+    } else {
+        let r = rows(&db, org, q.str("query"));
+        (r.len(), paginate(r.into_iter(), per_page, page))
+    };
     let mut body = Vec::with_capacity(users.len() * 384 + 64);
     let mut seen = encode::Seen::default();
     encode::page(&mut body, total, "orgUsers", page, per_page, |out| {
