@@ -80,6 +80,10 @@ impl DesiredUser {
         self.teams.sort_unstable();
         self.teams.dedup();
         self.org_roles.sort_by(|a, b| a.0.cmp(&b.0));
+        // A directory's worth of users is held at once: no spare capacity per user.
+        self.teams.shrink_to_fit();
+        self.org_roles.shrink_to_fit();
+        self.grafana_admin.shrink_to_fit();
     }
 }
 

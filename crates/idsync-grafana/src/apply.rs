@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use idsync_core::{Change, Observed, OrgRole, Plan, PlannedChange, Reason, login_key};
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -88,6 +90,8 @@ impl ApplyReport {
 struct Ids {
     users: BTreeMap<String, i64>,
     teams: BTreeMap<(i64, String), i64>,
+    /// Users created by this run → the org they were created in (Grafana made them members of it).
+    created_in: BTreeMap<String, i64>,
 }
 
 impl Ids {
@@ -96,6 +100,10 @@ impl Ids {
     }
     fn team(&self, org: i64, name: &str) -> Option<i64> {
         self.teams.get(&(org, name.to_string())).copied()
+    }
+    /// Whether this run created `login` with a membership of `org`.
+    fn created_in(&self, login: &str, org: i64) -> bool {
+        self.created_in.get(&login_key(login)) == Some(&org)
     }
 }
 
@@ -154,9 +162,9 @@ impl Done {
     }
 }
 
-pub(crate) async fn apply(
+pub(crate) async fn apply<'p>(
     client: &GrafanaClient,
-    plan: &Plan,
+    plan: &'p Plan,
     observed: &Observed,
     progress: &(dyn Fn(&ChangeOutcome) + Send + Sync),
 ) -> ApplyReport {
@@ -206,20 +214,20 @@ pub(crate) async fn apply(
             }
             continue;
         }
-        let stop = AtomicBool::new(false);
-        let ctx = Ctx {
-            observed,
-            team_members: &team_index,
-            ids: &ids,
-            home_org: &home_org,
-        };
-        // The futures are built before the stream (boxed, in a Vec): a stream that keeps a closure over
-        // borrowed items is not provably `Send` for every lifetime (rustc's higher-ranked inference), and
-        // callers spawn `apply` on tokio.
-        let pending: Vec<futures::future::BoxFuture<'_, (usize, ChangeOutcome)>> = items
-            .into_iter()
-            .map(
-                |(index, planned)| -> futures::future::BoxFuture<'_, (usize, ChangeOutcome)> {
+        let mut outcomes: Vec<(usize, ChangeOutcome)> = Vec::with_capacity(items.len());
+        {
+            let stop = AtomicBool::new(false);
+            let ctx = Ctx {
+                observed,
+                team_members: &team_index,
+                ids: &ids,
+                home_org: &home_org,
+            };
+            // At most `concurrency` changes in flight; each future is built (and boxed) only when a slot frees,
+            // so a phase of a million changes never holds a million futures. (A `stream::iter(..).map(closure)`
+            // over borrowed items is not provably `Send` for every lifetime, and callers spawn `apply` on tokio.)
+            let start =
+                |(index, planned): (usize, &'p PlannedChange)| -> BoxFuture<'_, (usize, ChangeOutcome)> {
                     let ctx = &ctx;
                     let stop = &stop;
                     Box::pin(async move {
@@ -238,13 +246,22 @@ pub(crate) async fn apply(
                         progress(&outcome);
                         (index, outcome)
                     })
-                },
-            )
-            .collect();
-        let outcomes: Vec<(usize, ChangeOutcome)> = futures::stream::iter(pending)
-            .buffer_unordered(client.inner.concurrency)
-            .collect()
-            .await;
+                };
+            let mut waiting = items.into_iter();
+            let mut in_flight = FuturesUnordered::new();
+            loop {
+                while in_flight.len() < client.inner.concurrency.max(1) {
+                    match waiting.next() {
+                        Some(item) => in_flight.push(start(item)),
+                        None => break,
+                    }
+                }
+                match in_flight.next().await {
+                    Some(done) => outcomes.push(done),
+                    None => break,
+                }
+            }
+        }
 
         let mut first_abort: Option<(usize, String)> = None;
         for (index, outcome) in outcomes {
@@ -254,7 +271,7 @@ pub(crate) async fn apply(
             {
                 first_abort = Some((index, format!("{}: {message}", outcome.change)));
             }
-            register(&mut ids, &outcome);
+            register(&mut ids, &home_org, &outcome);
             results[index] = Some(outcome);
         }
         if let Some((_, why)) = first_abort {
@@ -291,11 +308,17 @@ fn log_outcome(outcome: &ChangeOutcome) {
 }
 
 /// Records ids learnt from a finished change for the phases after it.
-fn register(ids: &mut Ids, outcome: &ChangeOutcome) {
+fn register(ids: &mut Ids, home_org: &BTreeMap<String, i64>, outcome: &ChangeOutcome) {
     match &outcome.change {
-        Change::CreateUser { login, .. } => {
+        Change::CreateUser { login, org_id, .. } => {
+            let key = login_key(login);
+            if outcome.status == OutcomeStatus::Applied
+                && let Some(org) = org_id.or_else(|| home_org.get(&key).copied())
+            {
+                ids.created_in.insert(key.clone(), org);
+            }
             if let Some(id) = outcome.user_id {
-                ids.users.insert(login_key(login), id);
+                ids.users.insert(key, id);
             }
         }
         Change::CreateTeam { org_id, team } => {
@@ -618,6 +641,16 @@ async fn add_org_user(client: &GrafanaClient, ctx: &Ctx<'_>, org: i64, login: &s
         && observed_role(ctx, org, user) == Some(role)
     {
         return Done::already().user(Some(user));
+    }
+    if let Some(user) = known
+        && ctx.ids.created_in(login, org)
+    {
+        // Created by this run in this org, so already a member with Grafana's default role: one PATCH sets
+        // the role (an add would answer 409 and need the PATCH anyway). If that fails, the add below runs
+        // and reports as usual.
+        if set_role(client, org, user, role).await.is_ok() {
+            return Done::already().user(Some(user));
+        }
     }
     let path = format!("/api/orgs/{org}/users");
     let body = json!({ "loginOrEmail": login, "role": role.as_str() });

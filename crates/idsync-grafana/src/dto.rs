@@ -83,6 +83,26 @@ pub(crate) struct OrgUserSearchPage {
     pub org_users: Vec<OrgUserDto>,
 }
 
+/// One entry of `orgUsers` when only the membership is needed: user id and role (everything else is skipped
+/// while decoding, so a large org's pages are not held as strings).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OrgRoleDto {
+    pub user_id: i64,
+    #[serde(default, deserialize_with = "null_default")]
+    pub role: String,
+}
+
+/// `GET /api/orgs/:orgId/users/search`, memberships only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OrgRoleSearchPage {
+    #[serde(default, deserialize_with = "null_default")]
+    pub total_count: i64,
+    #[serde(default, deserialize_with = "null_default")]
+    pub org_users: Vec<OrgRoleDto>,
+}
+
 /// `GET /api/teams/search`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]

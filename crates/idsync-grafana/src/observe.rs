@@ -1,5 +1,6 @@
 //! Bulk observe: every org (`GET /api/orgs`, 0-based pages), every user (`GET /api/users/search`), and per
-//! managed org its members (`GET /api/orgs/:id/users`), teams (`GET /api/teams/search`) and team members
+//! managed org its members (`GET /api/orgs/:id/users/search`, paged: the unpaged list of a 100k-user org is
+//! one body of tens of MB), teams (`GET /api/teams/search`) and team members
 //! (`GET /api/teams/:id/members`). Pages after the first and all per-org and per-team reads run concurrently
 //! (at most `read_concurrency` at once), each in its own task so decoding uses every core.
 
@@ -10,7 +11,10 @@ use futures::{StreamExt, TryStreamExt};
 use idsync_core::{Observed, ObservedOrg, ObservedTeam, ObservedUser, OrgRole, login_key};
 
 use crate::GrafanaClient;
-use crate::dto::{OrgDto, OrgUserDto, TeamDto, TeamMemberDto, TeamSearchPage, UserHit, UserSearchPage};
+use crate::dto::{
+    OrgDto, OrgRoleSearchPage, OrgUserDto, OrgUserSearchPage, TeamDto, TeamMemberDto, TeamSearchPage,
+    UserHit, UserSearchPage,
+};
 use crate::error::{ErrorKind, GrafanaError};
 use crate::http::Auth;
 
@@ -91,7 +95,8 @@ pub(crate) async fn observe(
             Ok(None)
         }
     };
-    let orgs_read = read_orgs(client, managed);
+    // With basic auth the user list says who everyone is; a token-only client learns users from org members.
+    let orgs_read = read_orgs(client, managed, !t.has_basic());
     let (users, per_org) = futures::try_join!(users_read, orgs_read)?;
 
     let mut observed = Observed::default();
@@ -109,15 +114,17 @@ pub(crate) async fn observe(
     let mut seen_in_orgs: BTreeMap<i64, ObservedUser> = BTreeMap::new();
     for read in per_org {
         for member in &read.members {
-            seen_in_orgs
-                .entry(member.user_id)
-                .or_insert_with(|| ObservedUser {
-                    id: member.user_id,
-                    login: member.login.clone(),
-                    email: member.email.clone(),
-                    is_grafana_admin: false,
-                    is_disabled: member.is_disabled,
-                });
+            if let Some(identity) = &member.identity {
+                seen_in_orgs
+                    .entry(member.user_id)
+                    .or_insert_with(|| ObservedUser {
+                        id: member.user_id,
+                        login: identity.login.clone(),
+                        email: identity.email.clone(),
+                        is_grafana_admin: false,
+                        is_disabled: identity.is_disabled,
+                    });
+            }
         }
         let Some(org) = observed.orgs.get_mut(&read.org_id) else {
             continue;
@@ -133,20 +140,7 @@ pub(crate) async fn observe(
         // (server-admin flags are unknown and read as false).
         None => seen_in_orgs.into_values().collect(),
     };
-    for user in users {
-        let key = login_key(&user.login);
-        match observed.users.get(&key) {
-            Some(existing) if existing.id <= user.id => {
-                tracing::warn!(
-                    login = %user.login, id = user.id, kept = existing.id,
-                    "two Grafana users share a login up to case; keeping the older one"
-                );
-            }
-            _ => {
-                observed.users.insert(key, user);
-            }
-        }
-    }
+    observed.users = by_login(users);
     tracing::info!(
         orgs = observed.orgs.len(),
         users = observed.users.len(),
@@ -160,6 +154,27 @@ pub(crate) async fn observe(
         "observed grafana"
     );
     Ok(observed)
+}
+
+/// Users keyed by `login_key`; of two users whose logins differ only in case, the older (lower id) is kept.
+/// The map is built in bulk from sorted entries, so its nodes are full.
+fn by_login(users: Vec<ObservedUser>) -> BTreeMap<String, ObservedUser> {
+    let mut keyed: Vec<(String, ObservedUser)> = users
+        .into_iter()
+        .map(|user| (login_key(&user.login), user))
+        .collect();
+    keyed.sort_unstable_by(|a, b| (&a.0, a.1.id).cmp(&(&b.0, b.1.id)));
+    keyed.dedup_by(|later, kept| {
+        let twin = later.0 == kept.0;
+        if twin {
+            tracing::warn!(
+                login = %later.1.login, id = later.1.id, kept = kept.1.id,
+                "two Grafana users share a login up to case; keeping the older one"
+            );
+        }
+        twin
+    });
+    keyed.into_iter().collect()
 }
 
 /// Paging of `GET /api/orgs`, whose `page` is 0-based (offset = perpage × page). A server that pages from 1
@@ -304,27 +319,33 @@ async fn list_users(client: &GrafanaClient) -> Result<Vec<ObservedUser>, Grafana
         |p: UserSearchPage| (p.total_count, p.users),
     )
     .await?;
-    let mut by_id: BTreeMap<i64, ObservedUser> = BTreeMap::new();
-    for hit in hits {
-        by_id.insert(
-            hit.id,
-            ObservedUser {
-                id: hit.id,
-                login: hit.login,
-                email: hit.email,
-                is_grafana_admin: hit.is_admin,
-                is_disabled: hit.is_disabled,
-            },
-        );
-    }
-    Ok(by_id.into_values().collect())
+    let mut users: Vec<ObservedUser> = hits
+        .into_iter()
+        .map(|hit| ObservedUser {
+            id: hit.id,
+            login: hit.login,
+            email: hit.email,
+            is_grafana_admin: hit.is_admin,
+            is_disabled: hit.is_disabled,
+        })
+        .collect();
+    // A user seen on two pages (the list shifted while it was paged) counts once.
+    users.sort_unstable_by_key(|user| user.id);
+    users.dedup_by_key(|user| user.id);
+    Ok(users)
 }
 
 struct Member {
     user_id: i64,
+    role: OrgRole,
+    /// Read only when there is no global user list to learn it from (token-only clients); boxed so a
+    /// member without it takes 24 bytes.
+    identity: Option<Box<MemberIdentity>>,
+}
+
+struct MemberIdentity {
     login: String,
     email: String,
-    role: OrgRole,
     is_disabled: bool,
 }
 
@@ -334,26 +355,54 @@ struct OrgRead {
     teams: BTreeMap<String, ObservedTeam>,
 }
 
-async fn org_members(client: GrafanaClient, org: i64) -> Result<Vec<Member>, GrafanaError> {
-    let path = format!("/api/orgs/{org}/users");
-    let rows: Vec<OrgUserDto> = client.transport().get_json(&path, Auth::Org(org)).await?;
+fn parse_role(org: i64, user_id: i64, role: &str) -> Result<OrgRole, GrafanaError> {
+    role.parse::<OrgRole>().map_err(|e| {
+        GrafanaError::new(
+            ErrorKind::Protocol,
+            "GET",
+            format!("/api/orgs/{org}/users/search"),
+            None,
+            format!("user {user_id}: {e}"),
+        )
+    })
+}
+
+async fn org_members(
+    client: GrafanaClient,
+    org: i64,
+    with_identity: bool,
+) -> Result<Vec<Member>, GrafanaError> {
+    let base = format!("/api/orgs/{org}/users/search");
+    if !with_identity {
+        let rows = paged(&client, base, Auth::Org(org), |p: OrgRoleSearchPage| {
+            (p.total_count, p.org_users)
+        })
+        .await?;
+        return rows
+            .into_iter()
+            .map(|row| {
+                Ok(Member {
+                    user_id: row.user_id,
+                    role: parse_role(org, row.user_id, &row.role)?,
+                    identity: None,
+                })
+            })
+            .collect();
+    }
+    let rows: Vec<OrgUserDto> = paged(&client, base, Auth::Org(org), |p: OrgUserSearchPage| {
+        (p.total_count, p.org_users)
+    })
+    .await?;
     rows.into_iter()
         .map(|row| {
-            let role = row.role.parse::<OrgRole>().map_err(|e| {
-                GrafanaError::new(
-                    ErrorKind::Protocol,
-                    "GET",
-                    &path,
-                    None,
-                    format!("user {}: {e}", row.login),
-                )
-            })?;
             Ok(Member {
                 user_id: row.user_id,
-                login: row.login,
-                email: row.email,
-                role,
-                is_disabled: row.is_disabled,
+                role: parse_role(org, row.user_id, &row.role)?,
+                identity: Some(Box::new(MemberIdentity {
+                    login: row.login,
+                    email: row.email,
+                    is_disabled: row.is_disabled,
+                })),
             })
         })
         .collect()
@@ -369,15 +418,21 @@ async fn org_teams(client: GrafanaClient, org: i64) -> Result<Vec<TeamDto>, Graf
     .await
 }
 
-async fn read_orgs(client: &GrafanaClient, orgs: Vec<i64>) -> Result<Vec<OrgRead>, GrafanaError> {
+async fn read_orgs(
+    client: &GrafanaClient,
+    orgs: Vec<i64>,
+    with_identity: bool,
+) -> Result<Vec<OrgRead>, GrafanaError> {
     let limit = client.inner.read_concurrency;
     // Members and team lists of every org.
     let c = client.clone();
     let heads = concurrently(limit, orgs, move |org| {
         let c = c.clone();
         async move {
-            let (members, teams) =
-                futures::try_join!(org_members(c.clone(), org), org_teams(c.clone(), org))?;
+            let (members, teams) = futures::try_join!(
+                org_members(c.clone(), org, with_identity),
+                org_teams(c.clone(), org)
+            )?;
             Ok((org, members, teams))
         }
     })
@@ -429,6 +484,29 @@ async fn read_orgs(client: &GrafanaClient, orgs: Vec<i64>) -> Result<Vec<OrgRead
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn user(id: i64, login: &str) -> ObservedUser {
+        ObservedUser {
+            id,
+            login: login.into(),
+            email: format!("{login}@example.org"),
+            is_grafana_admin: false,
+            is_disabled: false,
+        }
+    }
+
+    #[test]
+    fn users_are_keyed_by_login_and_the_older_of_two_twins_is_kept() {
+        let users = by_login(vec![
+            user(9, "Zed"),
+            user(7, "ALICE"),
+            user(3, "alice"),
+            user(5, "bob"),
+        ]);
+        let kept: Vec<(&str, i64)> = users.iter().map(|(k, u)| (k.as_str(), u.id)).collect();
+        assert_eq!(kept, [("alice", 3), ("bob", 5), ("zed", 9)]);
+        assert_eq!(users["alice"].login, "alice");
+    }
 
     #[test]
     fn org_pages_are_zero_based_and_stop_on_a_short_page() {

@@ -192,6 +192,11 @@ async fn first_sync_reaches_the_desired_state_and_repeats_as_no_op() {
     let report = client.apply(&plan, &before, &progress).await;
     assert_no_failures(&report);
     assert_eq!(
+        fx.emu.write_request_count(),
+        fx.emu.write_count(),
+        "no write was refused: a user created in its org gets the role set, not a 409 first"
+    );
+    assert_eq!(
         seen.lock().unwrap().len(),
         plan.changes.len(),
         "progress after every change"

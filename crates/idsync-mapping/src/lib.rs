@@ -66,7 +66,7 @@ pub fn map_snapshot(snapshot: &DirectorySnapshot, rules: &Rules) -> Desired {
             )
         });
     }
-    mapper.desired
+    mapper.finish()
 }
 
 /// [`map_snapshot`] that consumes the snapshot: names move into the desired state and each user's
@@ -87,7 +87,7 @@ pub fn map_snapshot_owned(snapshot: DirectorySnapshot, rules: &Rules) -> Desired
             (login, email.unwrap_or_default(), name.unwrap_or_default())
         });
     }
-    mapper.desired
+    mapper.finish()
 }
 
 struct Mapper<'r> {
@@ -97,6 +97,8 @@ struct Mapper<'r> {
     no_mappings: CompiledMappings,
     by_group: HashMap<SharedName, GroupResult>,
     matched: Vec<u32>,
+    /// Mapped users as they come (by `login_key`); sorted into `desired.users` by [`Mapper::finish`].
+    users: Vec<(String, DesiredUser)>,
 }
 
 impl<'r> Mapper<'r> {
@@ -116,7 +118,18 @@ impl<'r> Mapper<'r> {
             no_mappings: CompiledMappings::default(),
             by_group: HashMap::new(),
             matched: Vec::new(),
+            users: Vec::new(),
         }
+    }
+
+    /// The desired state. Where servers share a login the first server's user wins, as Grafana's
+    /// multi-server login does (the sort is stable, so the first one added stays first).
+    fn finish(mut self) -> Desired {
+        self.users.sort_by(|a, b| a.0.cmp(&b.0));
+        self.users.dedup_by(|later, earlier| later.0 == earlier.0);
+        // Built in bulk from sorted entries, the map's nodes are full.
+        self.desired.users = self.users.into_iter().collect();
+        self.desired
     }
 
     /// Maps one user (`key` is its `login_key`); `names` gives its login, email and name (only called for
@@ -128,10 +141,6 @@ impl<'r> Mapper<'r> {
         groups: &GroupSet,
         names: impl FnOnce() -> (String, String, String),
     ) {
-        if self.desired.users.contains_key(&key) {
-            // The first server that knows a login wins, as Grafana's multi-server login does.
-            return;
-        }
         let mappings = self.servers.get(server).unwrap_or(&self.no_mappings);
         self.matched.clear();
         self.matched.extend_from_slice(mappings.everyone());
@@ -157,7 +166,7 @@ impl<'r> Mapper<'r> {
             teams,
         };
         desired_user.normalize();
-        self.desired.users.insert(key, desired_user);
+        self.users.push((key, desired_user));
     }
 }
 

@@ -166,7 +166,14 @@ impl<'a> RowFact<'a> {
             RowFact::User { .. } => user.created = true,
             RowFact::GrafanaAdmin { .. } => user.grafana_admin = true,
             RowFact::OrgMembership { org_id, .. } => user.orgs.push(org_id),
-            RowFact::TeamMembership { org_id, team_id, .. } => user.teams.push((org_id, team_id)),
+            RowFact::TeamMembership { org_id, team_id, .. } => {
+                // A quarter more at a time, not double: a million memberships are held at once while the
+                // ledger loads, before `FactsBuilder::finish` trims each list.
+                if user.teams.len() == user.teams.capacity() {
+                    user.teams.reserve_exact((user.teams.len() / 4).max(4));
+                }
+                user.teams.push((org_id, team_id));
+            }
             RowFact::Team { .. } => {}
         }
     }
