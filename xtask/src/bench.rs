@@ -198,13 +198,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         &filter,
         args.concurrency,
     )?;
-    let before = writes(&grafana.url)?;
+    let before = EmulatorStats::read(&grafana.url)?;
+    let emulator_cpu_before = grafana.cpu_seconds()?;
     let slice = timed_idsync(
         &bin,
         &work,
         &["sync", "--json", "--timings", "--force", "-c", &config],
     )?;
-    let slice_writes = writes(&grafana.url)? - before;
+    let after = EmulatorStats::read(&grafana.url)?;
+    let emulator_cpu_s = grafana.cpu_seconds()? - emulator_cpu_before;
+    let slice_writes = after.writes - before.writes;
+    let write_requests = after.write_requests - before.write_requests;
+    let service_ms =
+        (after.write_service_us - before.write_service_us) as f64 / 1000.0 / write_requests.max(1) as f64;
     let apply_s = slice.json["timings"]["apply_ms"].as_f64().unwrap_or(0.0) / 1000.0;
     let ideal = args.concurrency as f64 / (latency as f64 / 1000.0);
     let rate = slice_writes as f64 / apply_s.max(0.001);
@@ -214,6 +220,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         shape.slice_users,
         args.concurrency,
         100.0 * rate / ideal
+    );
+    println!(
+        "    the emulator answered {write_requests} write requests ({} not 2xx), each in {service_ms:.2} ms on average",
+        write_requests - slice_writes
+    );
+    println!(
+        "    CPU per write: idsync {:.0} µs ({:.1}s in all), the emulator {:.0} µs ({emulator_cpu_s:.1}s), on {} cores",
+        1e6 * slice.cpu_s / slice_writes.max(1) as f64,
+        slice.cpu_s,
+        1e6 * emulator_cpu_s / slice_writes.max(1) as f64,
+        std::thread::available_parallelism().map_or(1, usize::from)
     );
     if resync_writes != 0 {
         bail!("the no-op resync wrote {resync_writes} times");
@@ -256,9 +273,32 @@ fn create_orgs(url: &str) -> anyhow::Result<()> {
 }
 
 fn writes(url: &str) -> anyhow::Result<u64> {
-    procs::get(url, "/emulator/stats", PASSWORD)?["writes"]
-        .as_u64()
-        .context("emulator stats")
+    Ok(EmulatorStats::read(url)?.writes)
+}
+
+/// The emulator's counters (`GET /emulator/stats`).
+struct EmulatorStats {
+    /// Mutating requests answered 2xx.
+    writes: u64,
+    /// All mutating requests answered, and their summed service time.
+    write_requests: u64,
+    write_service_us: u64,
+}
+
+impl EmulatorStats {
+    fn read(url: &str) -> anyhow::Result<EmulatorStats> {
+        let stats = procs::get(url, "/emulator/stats", PASSWORD)?;
+        let field = |name: &str| {
+            stats[name]
+                .as_u64()
+                .with_context(|| format!("emulator stats: {name}"))
+        };
+        Ok(EmulatorStats {
+            writes: field("writes")?,
+            write_requests: field("writeRequests")?,
+            write_service_us: field("writeServiceMicros")?,
+        })
+    }
 }
 
 /// ldap.toml and idsync.toml for W: role mappings over 3 orgs and one team per group.
@@ -340,6 +380,8 @@ team = "$1"
 struct Timed {
     wall_s: f64,
     max_rss_kb: u64,
+    /// User + system CPU seconds.
+    cpu_s: f64,
     json: Value,
 }
 
@@ -348,7 +390,7 @@ fn timed_idsync(bin: &Path, work: &Path, args: &[&str]) -> anyhow::Result<Timed>
     let time_file = work.join("time.out");
     let started = Instant::now();
     let output = Command::new("/usr/bin/time")
-        .args(["-f", "%M", "-o"])
+        .args(["-f", "%M %U %S", "-o"])
         .arg(&time_file)
         .arg(bin.join("idsync"))
         .args(args)
@@ -358,14 +400,24 @@ fn timed_idsync(bin: &Path, work: &Path, args: &[&str]) -> anyhow::Result<Timed>
     let wall_s = started.elapsed().as_secs_f64();
     let json: Value = serde_json::from_slice(&output.stdout)
         .with_context(|| format!("idsync {args:?} printed no JSON (exit {})", output.status))?;
-    let max_rss_kb = std::fs::read_to_string(&time_file)?
+    let time = std::fs::read_to_string(&time_file)?;
+    let fields: Vec<&str> = time
         .lines()
         .last()
-        .and_then(|l| l.trim().parse().ok())
-        .context("GNU time's output")?;
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let (Some(max_rss_kb), Some(user_s), Some(sys_s)) = (
+        fields.first().and_then(|f| f.parse::<u64>().ok()),
+        fields.get(1).and_then(|f| f.parse::<f64>().ok()),
+        fields.get(2).and_then(|f| f.parse::<f64>().ok()),
+    ) else {
+        bail!("unexpected GNU time output: {time:?}");
+    };
     Ok(Timed {
         wall_s,
         max_rss_kb,
+        cpu_s: user_s + sys_s,
         json,
     })
 }

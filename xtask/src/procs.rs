@@ -69,6 +69,23 @@ impl EmulatorProcess {
     }
 }
 
+impl EmulatorProcess {
+    /// CPU seconds (user + system) the emulator has used so far, from `/proc/PID/stat` (Linux).
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .context("reading the emulator's /proc stat")?;
+        // Fields after the parenthesised command name; utime and stime are the 14th and 15th fields.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        let (Some(utime), Some(stime)) = (ticks(11), ticks(12)) else {
+            bail!("unexpected /proc stat line: {stat:?}");
+        };
+        // Clock ticks are 100 per second on Linux (USER_HZ).
+        Ok((utime + stime) / 100.0)
+    }
+}
+
 impl Drop for EmulatorProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

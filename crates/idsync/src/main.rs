@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use idsync::{cli, commands, output};
 
+/// jemalloc, tuned at build time to return freed memory to the OS at once (see `.cargo/config.toml`).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     output::init_tracing(&cli.log_format);
