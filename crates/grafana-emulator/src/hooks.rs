@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+use tokio::runtime::RuntimeFlavor;
 
 use crate::EmulatorState;
 use crate::model::ExternalAuth;
@@ -188,13 +189,20 @@ pub async fn api_layer(State(st): State<EmulatorState>, req: Request, next: Next
 }
 
 /// Waits until `deadline` to within the OS timer's precision (tens of µs). tokio's timer wheel has 1 ms
-/// ticks and rounds every deadline up, which would add ~0.5–1 ms to every emulated write; a blocking-pool
-/// thread's `nanosleep` does not.
+/// ticks and rounds every deadline up, which would add ~0.5–1 ms to every emulated write. On a
+/// multi-threaded runtime the request's own thread sleeps (`block_in_place`: its other tasks move to
+/// another worker), as a Grafana goroutine waits on its database, and writes the response as soon as it
+/// wakes; a current-thread runtime (unit tests) sleeps on the blocking pool instead.
 async fn sleep_until_precisely(deadline: Instant) {
     let now = Instant::now();
     if deadline <= now {
         return;
     }
     let wait = deadline - now;
-    let _ = tokio::task::spawn_blocking(move || std::thread::sleep(wait)).await;
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| std::thread::sleep(wait)),
+        _ => {
+            let _ = tokio::task::spawn_blocking(move || std::thread::sleep(wait)).await;
+        }
+    }
 }

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use std::time::Duration;
 
 use axum::Router;
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -162,6 +163,13 @@ impl Emulator {
                 // Either an explicit shutdown or the Emulator being dropped.
                 let _ = stopped.await;
             };
+            // TCP_NODELAY on every connection, as Go's net/http (so Grafana) sets it: without it a response
+            // written in two segments can wait for the client's delayed ACK (up to 40 ms on Linux).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
             if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
                 tracing::warn!(error = %e, "grafana-emulator server error");
             }

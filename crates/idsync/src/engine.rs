@@ -547,6 +547,11 @@ fn counts_of(prepared: &Prepared, applied: u64, failed: u64, skipped: u64) -> Ru
 }
 
 /// Writes outcomes to the audit log and the ledger in batches as they arrive.
+///
+/// This future turns outcomes into audit entries beside the apply; the transactions run in a task of their
+/// own, so preparing and committing one (statements, binds, SQLite's worker hand-offs) does not hold up the
+/// apply's requests. Group commit: while one batch is written, the next accumulates, and it is gathered
+/// only when the writer can take it.
 async fn record_outcomes(
     store: &Store,
     run: RunId,
@@ -555,8 +560,25 @@ async fn record_outcomes(
     mut receiver: mpsc::UnboundedReceiver<ChangeOutcome>,
 ) -> anyhow::Result<()> {
     let mut recorder = Recorder::new(ledger);
-    // Group commit: while one batch is being written, the next accumulates.
+    let (batches, mut to_write) = mpsc::channel::<Vec<AuditEntry>>(1);
+    let writer = {
+        let store = store.clone();
+        let source = source.to_string();
+        tokio::spawn(async move {
+            while let Some(entries) = to_write.recv().await {
+                store
+                    .record_changes(run, &source, &entries)
+                    .await
+                    .context("recording applied changes")?;
+            }
+            anyhow::Ok(())
+        })
+    };
     while let Some(first) = receiver.recv().await {
+        // Waits while the writer is busy and one batch is already queued; fails if the writer stopped.
+        let Ok(slot) = batches.reserve().await else {
+            break;
+        };
         let mut batch = vec![first];
         while batch.len() < 5000 {
             match receiver.try_recv() {
@@ -564,16 +586,15 @@ async fn record_outcomes(
                 Err(_) => break,
             }
         }
-        let entries: Vec<AuditEntry> = batch
-            .iter()
-            .map(|outcome| recorder.audit_entry(outcome))
-            .collect();
-        store
-            .record_changes(run, source, &entries)
-            .await
-            .context("recording applied changes")?;
+        slot.send(
+            batch
+                .iter()
+                .map(|outcome| recorder.audit_entry(outcome))
+                .collect(),
+        );
     }
-    Ok(())
+    drop(batches);
+    writer.await.context("the task recording changes failed")?
 }
 
 /// Turns outcomes into audit entries with their ledger effects.

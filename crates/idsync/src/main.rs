@@ -21,10 +21,16 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
+    // The command runs as a task on the runtime's workers, not on this thread: a sync's requests and the
+    // connections answering them then wake each other on the same worker rather than across threads.
+    match runtime.block_on(async { tokio::spawn(commands::run(cli)).await }) {
+        Ok(Ok(code)) => ExitCode::from(code),
+        Ok(Err(e)) => {
             eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("error: the command's task failed: {e}");
             ExitCode::from(1)
         }
     }
