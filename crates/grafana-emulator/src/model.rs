@@ -718,11 +718,12 @@ impl Db {
         if let Some(ids) = cached {
             return ids;
         }
-        let ids: Arc<[i64]> = self
-            .org_members_in_login_order(org)
-            .iter()
-            .map(|(u, _)| u.id)
+        let mut members: Vec<(&User, &OrgUser)> = self
+            .org_members(org)
+            .filter(|(u, _)| !u.is_service_account)
             .collect();
+        self.sort_by_login(&mut members);
+        let ids: Arc<[i64]> = members.iter().map(|(u, _)| u.id).collect();
         self.org_member_order
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -731,14 +732,12 @@ impl Db {
     }
 
     /// Non-service-account members of an org in `(login, email)` order (ties by user id), as
-    /// `GET /api/orgs/:orgId/users` lists them.
+    /// `GET /api/orgs/:orgId/users` lists them (from the cached order: no sort per listing).
     pub fn org_members_in_login_order(&self, org: i64) -> Vec<(&User, &OrgUser)> {
-        let mut v: Vec<(&User, &OrgUser)> = self
-            .org_members(org)
-            .filter(|(u, _)| !u.is_service_account)
-            .collect();
-        self.sort_by_login(&mut v);
-        v
+        self.org_member_ids_in_login_order(org)
+            .iter()
+            .filter_map(|id| Some((self.user(*id)?, self.org_user(org, *id)?)))
+            .collect()
     }
 
     /// Non-service-account members of a team with their rows, in `(login, email)` order.
