@@ -6,6 +6,7 @@
 //! pairs of small ids into them ([`TeamId`], [`ReasonId`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,18 @@ pub struct TeamRef {
 pub struct RoleGrant {
     pub role: OrgRole,
     pub reason: Reason,
+}
+
+/// The role-sync result for one user: org roles and the server-admin flag, with their reasons.
+///
+/// It follows from the set of role mappings a user matches, and a directory's users match few distinct
+/// sets, so users share one copy per set (`Arc` in [`DesiredUser::roles`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleGrants {
+    /// One grant per org, sorted by org.
+    pub org_roles: Vec<(OrgRef, RoleGrant)>,
+    /// Reasons for the server-admin flag; empty means not granted.
+    pub grafana_admin: Vec<Reason>,
 }
 
 /// A team of [`Desired::teams`].
@@ -48,10 +61,8 @@ pub struct DesiredUser {
     pub login: String,
     pub email: String,
     pub name: String,
-    /// One grant per org, sorted by org.
-    pub org_roles: Vec<(OrgRef, RoleGrant)>,
-    /// Reasons for the server-admin flag; empty means not granted.
-    pub grafana_admin: Vec<Reason>,
+    /// Org roles and server-admin flag, shared with every user who matches the same role mappings.
+    pub roles: Arc<RoleGrants>,
     /// Team grants, sorted: a team appears once per reason that grants it.
     pub teams: Vec<(TeamId, ReasonId)>,
 }
@@ -59,7 +70,7 @@ pub struct DesiredUser {
 impl DesiredUser {
     /// Whether the user has any grant at all (only such users are created in Grafana).
     pub fn has_grants(&self) -> bool {
-        !self.org_roles.is_empty() || !self.grafana_admin.is_empty() || !self.teams.is_empty()
+        !self.roles.org_roles.is_empty() || !self.roles.grafana_admin.is_empty() || !self.teams.is_empty()
     }
 
     /// Whether some rule puts the user in `team`.
@@ -79,11 +90,8 @@ impl DesiredUser {
     pub fn normalize(&mut self) {
         self.teams.sort_unstable();
         self.teams.dedup();
-        self.org_roles.sort_by(|a, b| a.0.cmp(&b.0));
         // A directory's worth of users is held at once: no spare capacity per user.
         self.teams.shrink_to_fit();
-        self.org_roles.shrink_to_fit();
-        self.grafana_admin.shrink_to_fit();
     }
 }
 

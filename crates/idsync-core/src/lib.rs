@@ -10,7 +10,7 @@ pub mod observed;
 pub mod plan;
 pub mod role;
 
-pub use desired::{Desired, DesiredUser, ManagedTeam, ReasonId, RoleGrant, TeamId, TeamRef};
+pub use desired::{Desired, DesiredUser, ManagedTeam, ReasonId, RoleGrant, RoleGrants, TeamId, TeamRef};
 pub use directory::{DirectorySnapshot, DirectoryUser, GroupMapping, GroupSet, ReadStats};
 pub use event::LoginEvent;
 pub use ledger::{Facts, FactsBuilder, Ledger, OwnedFact, UserFacts};

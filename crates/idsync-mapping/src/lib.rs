@@ -96,6 +96,9 @@ struct Mapper<'r> {
     servers: Vec<CompiledMappings>,
     no_mappings: CompiledMappings,
     by_group: HashMap<SharedName, GroupResult>,
+    /// Per server (and one more for a server without mappings): the role grants of each distinct set of
+    /// matched mappings, shared by every user who matches that set.
+    role_sets: Vec<HashMap<Vec<u32>, Arc<RoleGrants>>>,
     matched: Vec<u32>,
     /// Mapped users as they come (by `login_key`); sorted into `desired.users` by [`Mapper::finish`].
     users: Vec<(String, DesiredUser)>,
@@ -117,6 +120,7 @@ impl<'r> Mapper<'r> {
                 .collect(),
             no_mappings: CompiledMappings::default(),
             by_group: HashMap::new(),
+            role_sets: vec![HashMap::new(); rules.group_mappings.len() + 1],
             matched: Vec::new(),
             users: Vec::new(),
         }
@@ -155,14 +159,23 @@ impl<'r> Mapper<'r> {
             }
             teams.extend_from_slice(&result.teams);
         }
-        let role_grants = mappings.grants(&mut self.matched);
+        self.matched.sort_unstable();
+        self.matched.dedup();
+        let role_sets = &mut self.role_sets[server.min(self.servers.len())];
+        let roles = match role_sets.get(self.matched.as_slice()) {
+            Some(roles) => Arc::clone(roles),
+            None => {
+                let roles = Arc::new(mappings.grants_of_sorted(&self.matched));
+                role_sets.insert(self.matched.clone(), Arc::clone(&roles));
+                roles
+            }
+        };
         let (login, email, name) = names();
         let mut desired_user = DesiredUser {
             login,
             email,
             name,
-            org_roles: role_grants.org_roles,
-            grafana_admin: role_grants.grafana_admin,
+            roles,
             teams,
         };
         desired_user.normalize();
@@ -253,7 +266,7 @@ mod tests {
         assert_eq!(borrowed, owned);
         // The first server's "alice" wins over "Alice"; "*" gives carol Viewer; ops members are Editors.
         assert_eq!(owned.users.len(), 3);
-        let role = |login: &str| owned.users[login].org_roles[0].1.role;
+        let role = |login: &str| owned.users[login].roles.org_roles[0].1.role;
         assert_eq!(role("alice"), OrgRole::Editor);
         assert_eq!(role("bob"), OrgRole::Editor);
         assert_eq!(role("carol"), OrgRole::Viewer);

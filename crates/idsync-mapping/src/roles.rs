@@ -5,17 +5,10 @@
 //! Whether a mapping matches depends only on one group at a time, so [`CompiledMappings`] answers "which
 //! mappings does this group match" once per distinct group and a user's grants follow from the union.
 
+pub use idsync_core::RoleGrants;
 use idsync_core::{GroupMapping, GroupSet, OrgRef, Reason, RoleGrant};
 
 use crate::dn::same_group;
-
-/// The role-sync result for one user.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoleGrants {
-    /// One grant per org, sorted by org.
-    pub org_roles: Vec<(OrgRef, RoleGrant)>,
-    pub grafana_admin: Vec<Reason>,
-}
 
 /// One server's mappings, in file order, with the reason each grants under.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +61,11 @@ impl CompiledMappings {
     pub fn grants(&self, matched: &mut Vec<u32>) -> RoleGrants {
         matched.sort_unstable();
         matched.dedup();
+        self.grants_of_sorted(matched)
+    }
+
+    /// [`CompiledMappings::grants`] of indices already sorted and deduplicated.
+    pub fn grants_of_sorted(&self, matched: &[u32]) -> RoleGrants {
         let mut grants = RoleGrants::default();
         for &index in matched.iter() {
             let mapping = &self.mappings[index as usize];

@@ -263,7 +263,7 @@ impl<'a> Planner<'a> {
 
         // Resolve grants to org ids. Role mappings first; orgs joined only through a team get the policy role.
         let mut roles: BTreeMap<i64, (OrgRole, &Reason)> = BTreeMap::new();
-        for (org, grant) in &user.org_roles {
+        for (org, grant) in &user.roles.org_roles {
             if let Some(org_id) = self.resolve_org(org) {
                 roles.entry(org_id).or_insert((grant.role, &grant.reason));
             }
@@ -279,7 +279,7 @@ impl<'a> Planner<'a> {
             }
         }
 
-        let has_resolved_grants = !roles.is_empty() || has_teams || !user.grafana_admin.is_empty();
+        let has_resolved_grants = !roles.is_empty() || has_teams || !user.roles.grafana_admin.is_empty();
         if has_resolved_grants {
             if observed_user.is_none() {
                 if !self.input.policy.create_users {
@@ -303,13 +303,13 @@ impl<'a> Planner<'a> {
                 self.add(change, reasons);
             }
             self.plan_additions(login, user, observed_user.map(|u| u.id), &roles, &team_only_orgs);
-            if !user.grafana_admin.is_empty() && !observed_user.is_some_and(|u| u.is_grafana_admin) {
+            if !user.roles.grafana_admin.is_empty() && !observed_user.is_some_and(|u| u.is_grafana_admin) {
                 self.add(
                     Change::SetGrafanaAdmin {
                         login: login.to_string(),
                         value: true,
                     },
-                    user.grafana_admin.iter().cloned(),
+                    user.roles.grafana_admin.iter().cloned(),
                 );
             }
         }
@@ -340,7 +340,7 @@ impl<'a> Planner<'a> {
                 self.remove_team_membership(team_id, observed_user.id, login, &fact);
             }
         }
-        if facts.grafana_admin && user.grafana_admin.is_empty() && observed_user.is_grafana_admin {
+        if facts.grafana_admin && user.roles.grafana_admin.is_empty() && observed_user.is_grafana_admin {
             self.add(
                 Change::SetGrafanaAdmin {
                     login: login.to_string(),

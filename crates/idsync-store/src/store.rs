@@ -587,8 +587,13 @@ async fn load_ledger_rows(pool: &PgPool, source: &str) -> Result<Ledger, StoreEr
     blocking(move || ledger.finish()).await
 }
 
-/// Facts per packed SQLite chunk (a few MB of text).
-const SQLITE_LEDGER_CHUNK: i64 = 65_536;
+/// Facts per packed SQLite chunk (about half a MB of text). Chunks in flight are transient memory on top
+/// of the ledger being built, so they stay small; a query per chunk costs little beside its rows.
+const SQLITE_LEDGER_CHUNK: i64 = 16_384;
+/// Page cache of the connection while it scans the ledger, in KiB (as `PRAGMA cache_size` wants it). The
+/// scan reads every ledger page once, so a cache only holds pages that are not read again: with the
+/// connection's usual cache ([`SQLITE_CACHE_KIB`]) it held 32 MB of them beside the ledger being built.
+const SQLITE_SCAN_CACHE_KIB: &str = "-1024";
 
 /// Loads the ledger from SQLite in packed chunks: each query returns one text holding up to
 /// [`SQLITE_LEDGER_CHUNK`] facts (see [`fact::LedgerBuilder::add_packed`]). sqlx hands every SQLite row
@@ -600,7 +605,7 @@ const SQLITE_LEDGER_CHUNK: i64 = 65_536;
 /// one to the ledger (logins borrowed from the chunk, one copy per user), then sorts each user's
 /// memberships once at the end.
 async fn load_ledger_sqlite(pool: &SqlitePool, source: &str) -> Result<Ledger, StoreError> {
-    let (chunks, mut received) = tokio::sync::mpsc::channel::<String>(2);
+    let (chunks, mut received) = tokio::sync::mpsc::channel::<String>(1);
     let builder = blocking(move || -> Result<Ledger, String> {
         let mut ledger = fact::LedgerBuilder::default();
         while let Some(packed) = received.blocking_recv() {
@@ -611,28 +616,35 @@ async fn load_ledger_sqlite(pool: &SqlitePool, source: &str) -> Result<Ledger, S
 
     let read = async {
         let mut tx = pool.begin().await.map_err(StoreError::query(LOAD_LEDGER))?;
-        let mut after = i64::MIN;
-        loop {
-            let (last, packed): (Option<i64>, Option<String>) = sqlx::query_as(concat!(
-                "SELECT max(id), group_concat(packed, '') FROM (SELECT rowid AS id, ",
-                packed_fact_sql!(),
-                " AS packed FROM ledger WHERE rowid > $2 ORDER BY rowid LIMIT $3)"
-            ))
-            .bind(source)
-            .bind(after)
-            .bind(SQLITE_LEDGER_CHUNK)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(StoreError::query(LOAD_LEDGER))?;
-            let (Some(last), Some(packed)) = (last, packed) else {
-                break;
-            };
-            if chunks.send(packed).await.is_err() {
-                break; // the builder stopped on a malformed row: its error is the one to report
+        set_cache_size(&mut tx, SQLITE_SCAN_CACHE_KIB).await?;
+        let scanned = async {
+            let mut after = i64::MIN;
+            loop {
+                let (last, packed): (Option<i64>, Option<String>) = sqlx::query_as(concat!(
+                    "SELECT max(id), group_concat(packed, '') FROM (SELECT rowid AS id, ",
+                    packed_fact_sql!(),
+                    " AS packed FROM ledger WHERE rowid > $2 ORDER BY rowid LIMIT $3)"
+                ))
+                .bind(source)
+                .bind(after)
+                .bind(SQLITE_LEDGER_CHUNK)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::query(LOAD_LEDGER))?;
+                let (Some(last), Some(packed)) = (last, packed) else {
+                    return Ok(());
+                };
+                if chunks.send(packed).await.is_err() {
+                    return Ok(()); // the builder stopped on a malformed row: its error is the one to report
+                }
+                after = last;
             }
-            after = last;
         }
+        .await;
         drop(chunks);
+        // The connection goes back to the pool with its usual cache, whatever the scan's outcome.
+        set_cache_size(&mut tx, SQLITE_CACHE_KIB).await?;
+        scanned?;
         tx.commit().await.map_err(StoreError::query(LOAD_LEDGER))
     };
     let (read, built) = tokio::join!(read, builder);
@@ -642,6 +654,15 @@ async fn load_ledger_sqlite(pool: &SqlitePool, source: &str) -> Result<Ledger, S
     })?;
     read?;
     Ok(ledger)
+}
+
+/// Sets the page cache of `connection` (lowering it frees the pages beyond the new size at once).
+async fn set_cache_size(connection: &mut sqlx::SqliteConnection, kib: &str) -> Result<(), StoreError> {
+    sqlx::query(AssertSqlSafe(format!("PRAGMA cache_size = {kib}")))
+        .execute(connection)
+        .await
+        .map_err(StoreError::query("set the page cache size"))?;
+    Ok(())
 }
 
 async fn open_sqlite(url: &str) -> Result<SqliteDb, StoreError> {

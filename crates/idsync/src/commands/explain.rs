@@ -62,10 +62,10 @@ fn render(
     };
     let role_in = |org_id: i64| account.and_then(|a| observed.orgs.get(&org_id)?.users.get(&a.id).copied());
     let _ = writeln!(out, "  org roles:");
-    if wanted.org_roles.is_empty() {
+    if wanted.roles.org_roles.is_empty() {
         let _ = writeln!(out, "    (no mapping matches)");
     }
-    for (org, grant) in &wanted.org_roles {
+    for (org, grant) in &wanted.roles.org_roles {
         let current = observed.resolve_org(org).map(|o| (o.id, role_in(o.id)));
         let now = match current {
             None => "org missing in Grafana".to_string(),
@@ -80,14 +80,14 @@ fn render(
         );
     }
     let _ = writeln!(out, "  server admin:");
-    if wanted.grafana_admin.is_empty() {
+    if wanted.roles.grafana_admin.is_empty() {
         let _ = writeln!(
             out,
             "    not granted; now: {}",
             account.is_some_and(|a| a.is_grafana_admin)
         );
     }
-    for reason in &wanted.grafana_admin {
+    for reason in &wanted.roles.grafana_admin {
         let _ = writeln!(
             out,
             "    granted  [{reason}]  now: {}",
