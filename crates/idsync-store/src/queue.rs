@@ -159,7 +159,46 @@ const REQUEUE_EXPIRED: &str = "\
                       last_error = 'lease expired before the event finished' \
     WHERE state = 'running' AND lease_until <= $1";
 
+/// Deletes up to `$2` finished events that finished before `$1`, oldest first, through
+/// `events_finished_idx`. A bounded batch keeps each write turn short beside webhook commits.
+const PURGE_FINISHED: &str = "\
+    DELETE FROM events WHERE id IN (\
+        SELECT id FROM events WHERE finished_at IS NOT NULL AND finished_at < $1 \
+        ORDER BY finished_at LIMIT $2)";
+
+/// Finished events deleted per statement by [`Store::purge_finished_events`].
+const PURGE_BATCH: i64 = 1_000;
+
 impl Store {
+    /// Deletes `done` and `dead` events that finished before `finished_before`, in batches of a thousand
+    /// (each its own short write); returns how many. Queued and running events are never touched. A
+    /// delivery that repeats a purged event's id is a new event.
+    pub async fn purge_finished_events(&self, finished_before: DateTime<Utc>) -> Result<u64, StoreError> {
+        const CONTEXT: &str = "purge finished events";
+        let mut purged = 0;
+        loop {
+            let turn = self.write_turn().await;
+            let deleted = with_bookkeeping_pool!(self, pool => {
+                sqlx::query(PURGE_FINISHED)
+                    .bind(Timestamp::at(finished_before))
+                    .bind(PURGE_BATCH)
+                    .execute(pool)
+                    .await
+                    .map_err(StoreError::query(CONTEXT))?
+                    .rows_affected()
+            });
+            drop(turn);
+            purged += deleted;
+            if deleted < PURGE_BATCH as u64 {
+                break;
+            }
+        }
+        if purged > 0 {
+            debug!(purged, "finished events purged");
+        }
+        Ok(purged)
+    }
+
     /// Commits a batch of events in one transaction (the daemon group-commits concurrent webhook
     /// deliveries) and returns one [`Enqueued`] per input, in order.
     ///
@@ -732,6 +771,12 @@ mod tests {
         }
         let requeue = plan(REQUEUE_EXPIRED.into(), 1).await;
         assert!(requeue.contains("events_claim_idx"), "{requeue}");
+        let purge = plan(PURGE_FINISHED.into(), 2).await;
+        assert!(purge.contains("events_finished_idx"), "{purge}");
+        assert!(
+            !purge.contains("TEMP B-TREE"),
+            "oldest first by the index: {purge}"
+        );
         let ledger = plan(crate::store::LEDGER_FOR_LOGIN.into(), 1).await;
         assert!(ledger.contains("ledger_login_idx"), "{ledger}");
     }

@@ -107,6 +107,7 @@ pg_scenario! {
     pg_retry_then_reclaim => queue::retry_then_reclaim;
     pg_dead_letter => queue::dead_letter;
     pg_expired_leases_are_requeued => queue::expired_leases_are_requeued;
+    pg_finished_events_are_purged => queue::finished_events_are_purged;
     pg_ledger_for_login_splits_by_source => queue::ledger_for_login_splits_by_source;
 }
 

@@ -394,6 +394,7 @@ sqlite_scenarios!(
     retry_then_reclaim,
     dead_letter,
     expired_leases_are_requeued,
+    finished_events_are_purged,
     ledger_for_login_splits_by_source,
 );
 

@@ -87,6 +87,10 @@ pub struct ServeConfig {
     pub retry_base_ms: u64,
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Hours a finished (done or dead) login event is kept for `/v1/events/{id}` and inspection before
+    /// the daemon purges it; 0 keeps them forever.
+    #[serde(default = "default_event_retention_hours")]
+    pub event_retention_hours: u64,
 }
 
 impl Default for ServeConfig {
@@ -99,6 +103,7 @@ impl Default for ServeConfig {
             max_attempts: default_max_attempts(),
             retry_base_ms: default_retry_base_ms(),
             max_body_bytes: default_max_body_bytes(),
+            event_retention_hours: default_event_retention_hours(),
         }
     }
 }
@@ -117,6 +122,9 @@ fn default_retry_base_ms() -> u64 {
 }
 fn default_max_body_bytes() -> usize {
     64 * 1024
+}
+fn default_event_retention_hours() -> u64 {
+    7 * 24
 }
 
 #[derive(Debug, Deserialize)]

@@ -531,6 +531,79 @@ pub async fn dead_letter(store: &Store) {
     assert_eq!(store.event("d").await.unwrap().unwrap().state, EventState::Dead);
 }
 
+/// The purge deletes finished events (done and dead) that finished before the cut-off, and nothing else;
+/// a purged event's id can be delivered again as a new event.
+pub async fn finished_events_are_purged(store: &Store) {
+    let events: Vec<NewEvent> = (0..1_203)
+        .map(|n| event(&format!("e{n:04}"), "okta", &format!("user{n}"), t0()))
+        .collect();
+    store.enqueue_events(&events).await.unwrap();
+    let mut claimed = 0;
+    while claimed < 1_203 {
+        let batch = store.claim_events(t0(), 1_000, LEASE).await.unwrap();
+        assert!(!batch.is_empty(), "every event is claimable");
+        claimed += batch.len();
+    }
+    // e0000..e1199 finish a second apart: done, except every tenth, which is a dead letter.
+    for n in 0..1_200 {
+        let id = format!("e{n:04}");
+        let at = t0() + secs(n);
+        if n % 10 == 0 {
+            store.dead_letter_event(&id, "gave up", at).await.unwrap();
+        } else {
+            store.complete_event(&id, None, at).await.unwrap();
+        }
+    }
+    // e1200 goes back to the queue, e1201 and e1202 stay running.
+    store.retry_event("e1200", "busy", t0() + secs(5)).await.unwrap();
+
+    // Finished before t0 + 1100 s: e0000..e1099, more than one batch.
+    assert_eq!(
+        store.purge_finished_events(t0() + secs(1_100)).await.unwrap(),
+        1_100
+    );
+    assert!(store.event("e0000").await.unwrap().is_none());
+    assert!(store.event("e1099").await.unwrap().is_none());
+    let kept = store.event("e1100").await.unwrap().unwrap();
+    assert_eq!(
+        (kept.state, kept.finished_at),
+        (EventState::Dead, Some(t0() + secs(1_100)))
+    );
+    assert_eq!(
+        store.event("e1101").await.unwrap().unwrap().state,
+        EventState::Done
+    );
+    assert_eq!(
+        store.queue_depth().await.unwrap(),
+        QueueDepth {
+            queued: 1,
+            running: 2,
+            dead: 10
+        }
+    );
+    // Nothing is left to purge at that cut-off; a later one takes the rest of the finished events only.
+    assert_eq!(store.purge_finished_events(t0() + secs(1_100)).await.unwrap(), 0);
+    assert_eq!(
+        store.purge_finished_events(t0() + secs(100_000)).await.unwrap(),
+        100
+    );
+    assert_eq!(
+        store.event("e1200").await.unwrap().unwrap().state,
+        EventState::Queued
+    );
+    assert_eq!(
+        store.event("e1201").await.unwrap().unwrap().state,
+        EventState::Running
+    );
+
+    // A purged id is accepted again as a new event.
+    let again = store
+        .enqueue_events(&[event("e0001", "okta", "user1", t0() + secs(200_000))])
+        .await
+        .unwrap();
+    assert_eq!(again, vec![fresh("e0001")]);
+}
+
 /// Running events whose lease expired go back to the queue, keeping their place and attempts; live
 /// leases are left alone.
 pub async fn expired_leases_are_requeued(store: &Store) {

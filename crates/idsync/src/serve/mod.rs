@@ -113,6 +113,7 @@ pub async fn start(
         })
         .collect();
     let schedules = admin::start_schedules(&engine)?;
+    spawn_event_purge(engine.clone(), stop.clone());
 
     let hooks = crate::config::webhook_hooks(&engine.loaded.config);
     let webhook = idsync_webhook::router(
@@ -179,6 +180,42 @@ fn describe_metrics() {
     );
     metrics::describe_histogram!("idsync_full_sync_seconds", "Duration of full syncs");
     idsync_schedule::describe_metrics();
+}
+
+/// How often finished events past their retention are purged.
+const EVENT_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Purges finished login events older than `[serve] event_retention_hours`, at start and then hourly. A
+/// failed purge is logged and tried again at the next tick: it never stops the daemon.
+fn spawn_event_purge(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
+    let hours = engine.loaded.config.serve.event_retention_hours;
+    if hours == 0 {
+        return;
+    }
+    // A retention too long to represent keeps everything (the cut-off falls before any event).
+    let retention = i64::try_from(hours)
+        .ok()
+        .and_then(chrono::TimeDelta::try_hours)
+        .unwrap_or(chrono::TimeDelta::MAX);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EVENT_PURGE_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let cutoff = chrono::Utc::now()
+                .checked_sub_signed(retention)
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+            match engine.store.purge_finished_events(cutoff).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, retention_hours = hours, "finished login events purged"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "purging finished login events failed; next try in an hour")
+                }
+            }
+        }
+    });
 }
 
 /// Sends systemd watchdog keep-alives at half the configured interval (when `WatchdogSec=` is set).
