@@ -270,6 +270,10 @@ mod tests {
         assert_eq!(role("alice"), OrgRole::Editor);
         assert_eq!(role("bob"), OrgRole::Editor);
         assert_eq!(role("carol"), OrgRole::Viewer);
+        // alice and bob match the same mappings (ops and "*"): one shared copy of their grants.
+        let roles = |login: &str| &owned.users[login].roles;
+        assert!(Arc::ptr_eq(roles("alice"), roles("bob")));
+        assert!(!Arc::ptr_eq(roles("alice"), roles("carol")));
         let teams = |login: &str| -> Vec<String> {
             owned.users[login]
                 .team_grants()
