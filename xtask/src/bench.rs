@@ -3,11 +3,11 @@
 //! - (a) read + map + plan of W, beside a raw paged `ldapsearch` of the same entries made just before it;
 //! - (b) a no-op resync of W: its writes (must be 0) and wall time;
 //! - (c) idsync's peak RSS (GNU time's maximum resident set size);
+//! - (d) LDAP operations per full read;
+//! - (e) first sync of a slice against the emulator with write latency: writes/s against concurrency ÷ latency.
 //!
 //! (a)–(d) are measured over three ldapsearch + resync rounds and reported as medians ((c) as the largest),
 //! since the host's speed drifts between minutes.
-//! - (d) LDAP operations per full read;
-//! - (e) first sync of a slice against the emulator with write latency: writes/s against concurrency ÷ latency.
 //!
 //! `--scale full` is W (100k users, 1k groups, 1M memberships, 3 orgs); `--scale small` is a few thousand
 //! users, run by CI so the benchmark cannot rot.
