@@ -67,9 +67,7 @@ impl EmulatorProcess {
         }
         Ok(EmulatorProcess { child, url })
     }
-}
 
-impl EmulatorProcess {
     /// CPU seconds (user + system) the emulator has used so far, from `/proc/PID/stat` (Linux).
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))

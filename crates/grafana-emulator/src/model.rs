@@ -734,9 +734,16 @@ impl Db {
     /// Non-service-account members of an org in `(login, email)` order (ties by user id), as
     /// `GET /api/orgs/:orgId/users` lists them (from the cached order: no sort per listing).
     pub fn org_members_in_login_order(&self, org: i64) -> Vec<(&User, &OrgUser)> {
-        self.org_member_ids_in_login_order(org)
-            .iter()
-            .filter_map(|id| Some((self.user(*id)?, self.org_user(org, *id)?)))
+        self.org_member_rows(org, self.org_member_ids_in_login_order(org).iter())
+    }
+
+    /// The user and membership row of each of `ids` that is a member of `org`, in the order given.
+    pub fn org_member_rows<'a>(
+        &self,
+        org: i64,
+        ids: impl Iterator<Item = &'a i64>,
+    ) -> Vec<(&User, &OrgUser)> {
+        ids.filter_map(|id| Some((self.user(*id)?, self.org_user(org, *id)?)))
             .collect()
     }
 

@@ -51,11 +51,10 @@ fn search_helper(st: &EmulatorState, org: i64, q: &Query) -> Response {
         // Only the page's rows are looked up, from the org's cached login order.
         let ids = db.org_member_ids_in_login_order(org);
         let (offset, limit) = page_window(per_page, page);
-        let window = ids.iter().skip(offset).take(limit);
-        let users: Vec<(&User, &OrgUser)> = window
-            .filter_map(|id| Some((db.user(*id)?, db.org_user(org, *id)?)))
-            .collect();
-        (ids.len(), users)
+        (
+            ids.len(),
+            db.org_member_rows(org, ids.iter().skip(offset).take(limit)),
+        )
     } else {
         let r = rows(&db, org, q.str("query"));
         (r.len(), paginate(r.into_iter(), per_page, page))
