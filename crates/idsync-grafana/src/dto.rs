@@ -132,6 +132,14 @@ pub(crate) struct TeamMemberDto {
     pub email: String,
 }
 
+/// The one field the bulk observe needs of an entry of `GET /api/teams/:id/members`. The rest of each entry
+/// (login, email, avatar, labels, …) is skipped unread: a full observe reads a million of them.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TeamMemberIdDto {
+    pub user_id: i64,
+}
+
 /// `POST /api/admin/users` → `{"id","uid","message"}`.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct CreatedUser {
@@ -209,13 +217,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(page.teams[0].id, 5);
-        let members: Vec<TeamMemberDto> = serde_json::from_str(
-            r#"[{"orgId":2,"teamId":5,"teamUID":"t","userId":9,"userUID":"u","auth_module":"","email":"e",
-                 "name":"n","login":"l","avatarUrl":"","labels":[],"permission":4}]"#,
-        )
-        .unwrap();
+        let body = r#"[{"orgId":2,"teamId":5,"teamUID":"t","userId":9,"userUID":"u","auth_module":"","email":"e",
+                 "name":"n","login":"l","avatarUrl":"","labels":[],"permission":4}]"#;
+        let members: Vec<TeamMemberDto> = serde_json::from_str(body).unwrap();
         assert_eq!(members[0].user_id, 9);
         assert_eq!((members[0].login.as_str(), members[0].email.as_str()), ("l", "e"));
+        let ids: Vec<TeamMemberIdDto> = serde_json::from_str(body).unwrap();
+        assert_eq!(ids.iter().map(|m| m.user_id).collect::<Vec<_>>(), [9]);
     }
 
     #[test]

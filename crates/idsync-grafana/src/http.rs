@@ -34,7 +34,8 @@ pub(crate) struct Response {
     pub method: Method,
     pub path: String,
     pub status: StatusCode,
-    pub body: Vec<u8>,
+    /// As reqwest gathered it: a team's member list is a body of hundreds of kB, not worth a second copy.
+    pub body: bytes::Bytes,
 }
 
 impl Response {
@@ -274,7 +275,7 @@ impl Transport {
                         .and_then(|v| v.to_str().ok())
                         .and_then(error::parse_retry_after);
                     match response.bytes().await {
-                        Ok(bytes) => Ok((status, retry_after, bytes.to_vec())),
+                        Ok(bytes) => Ok((status, retry_after, bytes)),
                         Err(e) => Err(e),
                     }
                 }

@@ -12,7 +12,7 @@ use idsync_core::{Observed, ObservedOrg, ObservedTeam, ObservedUser, OrgRole, lo
 
 use crate::GrafanaClient;
 use crate::dto::{
-    OrgDto, OrgRoleSearchPage, OrgUserDto, OrgUserSearchPage, TeamDto, TeamMemberDto, TeamSearchPage,
+    OrgDto, OrgRoleSearchPage, OrgUserDto, OrgUserSearchPage, TeamDto, TeamMemberIdDto, TeamSearchPage,
     UserHit, UserSearchPage,
 };
 use crate::error::{ErrorKind, GrafanaError};
@@ -447,7 +447,7 @@ async fn read_orgs(
         let c = c.clone();
         async move {
             let path = format!("/api/teams/{}/members", team.id);
-            let rows: Vec<TeamMemberDto> = c.transport().get_json(&path, Auth::Org(org)).await?;
+            let rows: Vec<TeamMemberIdDto> = c.transport().get_json(&path, Auth::Org(org)).await?;
             let members: BTreeSet<i64> = rows.into_iter().map(|m| m.user_id).collect();
             Ok((org, team, members))
         }

