@@ -46,50 +46,125 @@ impl OwnedFact {
     }
 }
 
-/// A set of owned facts, kept per user (the planner reads a user's facts together, and a large ledger is
-/// mostly team memberships: a pair of ids each, not a copy of the login each).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A set of owned facts, kept per user (the planner reads a user's facts together). A large ledger is mostly
+/// team memberships, so a membership is a 4-byte slot of the set's team table, not a copy of the login and
+/// a pair of ids.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(from = "Vec<OwnedFact>", into = "Vec<OwnedFact>")]
 pub struct Facts {
-    users: BTreeMap<String, UserFacts>,
+    users: BTreeMap<String, StoredUser>,
+    /// The teams that team memberships name.
+    team_table: TeamTable,
     /// `(org_id, team_id)` of teams idsync created.
     teams: BTreeSet<(i64, i64)>,
 }
 
-/// What idsync created for one user (named by `login_key`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UserFacts {
-    pub created: bool,
-    pub grafana_admin: bool,
+/// What idsync created for one user, as [`Facts`] keeps it.
+#[derive(Debug, Clone, Default)]
+struct StoredUser {
+    created: bool,
+    grafana_admin: bool,
     /// Org ids, sorted.
-    pub orgs: Vec<i64>,
-    /// `(org_id, team_id)`, sorted.
-    pub teams: Vec<(i64, i64)>,
+    orgs: Vec<i64>,
+    /// Slots of the team table, sorted.
+    teams: Vec<TeamSlot>,
 }
 
-impl UserFacts {
-    pub fn is_empty(&self) -> bool {
+impl StoredUser {
+    fn is_empty(&self) -> bool {
         !self.created && !self.grafana_admin && self.orgs.is_empty() && self.teams.is_empty()
+    }
+}
+
+/// A team of a [`TeamTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct TeamSlot(u32);
+
+/// The distinct `(org_id, team_id)` that team memberships name: a directory's thousand teams, named by a
+/// million memberships.
+#[derive(Debug, Clone, Default)]
+struct TeamTable {
+    teams: Vec<(i64, i64)>,
+    slots: HashMap<(i64, i64), TeamSlot>,
+}
+
+impl TeamTable {
+    fn slot(&self, team: (i64, i64)) -> Option<TeamSlot> {
+        self.slots.get(&team).copied()
+    }
+
+    fn intern(&mut self, team: (i64, i64)) -> TeamSlot {
+        *self.slots.entry(team).or_insert_with(|| {
+            let slot = u32::try_from(self.teams.len()).expect("fewer than 2^32 distinct teams");
+            self.teams.push(team);
+            TeamSlot(slot)
+        })
+    }
+
+    fn team(&self, slot: TeamSlot) -> (i64, i64) {
+        self.teams[slot.0 as usize]
+    }
+
+    /// The table in `(org_id, team_id)` order, and each old slot's new slot.
+    fn sorted(self) -> (TeamTable, Vec<TeamSlot>) {
+        let mut order: Vec<u32> = (0..self.teams.len() as u32).collect();
+        order.sort_unstable_by_key(|&slot| self.teams[slot as usize]);
+        let mut renumbered = vec![TeamSlot(0); order.len()];
+        let mut table = TeamTable::default();
+        for old in order {
+            renumbered[old as usize] = table.intern(self.teams[old as usize]);
+        }
+        (table, renumbered)
+    }
+}
+
+/// What idsync created for one user (named by `login_key`), borrowed from [`Facts`].
+#[derive(Debug, Clone, Copy)]
+pub struct UserFacts<'a> {
+    user: &'a StoredUser,
+    team_table: &'a TeamTable,
+}
+
+impl<'a> UserFacts<'a> {
+    /// idsync created the user account.
+    pub fn created(&self) -> bool {
+        self.user.created
+    }
+
+    /// idsync granted the Grafana server-admin flag.
+    pub fn grafana_admin(&self) -> bool {
+        self.user.grafana_admin
+    }
+
+    /// Org ids of the memberships idsync added, sorted.
+    pub fn orgs(&self) -> &'a [i64] {
+        &self.user.orgs
+    }
+
+    /// `(org_id, team_id)` of the team memberships idsync added: sorted in a ledger as the store loads it,
+    /// with teams first named by a later [`Facts::insert`] after the others.
+    pub fn teams(self) -> impl Iterator<Item = (i64, i64)> + 'a {
+        let table = self.team_table;
+        self.user.teams.iter().map(move |&slot| table.team(slot))
     }
 
     /// The facts, as [`OwnedFact`]s about `login`.
-    pub fn facts<'a>(&'a self, login: &'a str) -> impl Iterator<Item = OwnedFact> + 'a {
-        let user = self.created.then(|| OwnedFact::User {
+    pub fn facts(self, login: &'a str) -> impl Iterator<Item = OwnedFact> + 'a {
+        let user = self.user.created.then(|| OwnedFact::User {
             login: login.to_string(),
         });
-        let orgs = self.orgs.iter().map(move |&org_id| OwnedFact::OrgMembership {
+        let orgs = self.orgs().iter().map(move |&org_id| OwnedFact::OrgMembership {
             org_id,
             login: login.to_string(),
         });
         let teams = self
-            .teams
-            .iter()
-            .map(move |&(org_id, team_id)| OwnedFact::TeamMembership {
+            .teams()
+            .map(move |(org_id, team_id)| OwnedFact::TeamMembership {
                 org_id,
                 team_id,
                 login: login.to_string(),
             });
-        let admin = self.grafana_admin.then(|| OwnedFact::GrafanaAdmin {
+        let admin = self.user.grafana_admin.then(|| OwnedFact::GrafanaAdmin {
             login: login.to_string(),
         });
         user.into_iter().chain(orgs).chain(teams).chain(admin)
@@ -97,9 +172,40 @@ impl UserFacts {
 
     /// Memberships (org and team) among the facts.
     pub fn memberships(&self) -> usize {
-        self.orgs.len() + self.teams.len()
+        self.user.orgs.len() + self.user.teams.len()
+    }
+
+    /// The team memberships, sorted, for comparing users of two sets (whose slots differ).
+    fn sorted_teams(&self) -> Vec<(i64, i64)> {
+        let mut teams: Vec<(i64, i64)> = self.teams().collect();
+        teams.sort_unstable();
+        teams
     }
 }
+
+/// Two users are equal when they hold the same facts (whatever slots their teams have).
+impl PartialEq for UserFacts<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.user.created == other.user.created
+            && self.user.grafana_admin == other.user.grafana_admin
+            && self.user.orgs == other.user.orgs
+            && self.user.teams.len() == other.user.teams.len()
+            && self.sorted_teams() == other.sorted_teams()
+    }
+}
+
+impl Eq for UserFacts<'_> {}
+
+/// Two sets are equal when they hold the same facts.
+impl PartialEq for Facts {
+    fn eq(&self, other: &Self) -> bool {
+        self.teams == other.teams
+            && self.users.len() == other.users.len()
+            && self.users().zip(other.users()).all(|(a, b)| a == b)
+    }
+}
+
+impl Eq for Facts {}
 
 /// Inserts into a sorted vector; false when already present.
 fn insert_sorted<T: Ord>(items: &mut Vec<T>, item: T) -> bool {
@@ -142,7 +248,10 @@ impl Facts {
                 org_id,
                 team_id,
                 login,
-            } => insert_sorted(&mut self.users.entry(login).or_default().teams, (org_id, team_id)),
+            } => {
+                let slot = self.team_table.intern((org_id, team_id));
+                insert_sorted(&mut self.users.entry(login).or_default().teams, slot)
+            }
         }
     }
 
@@ -161,9 +270,10 @@ impl Facts {
                     OwnedFact::User { .. } => std::mem::replace(&mut user.created, false),
                     OwnedFact::GrafanaAdmin { .. } => std::mem::replace(&mut user.grafana_admin, false),
                     OwnedFact::OrgMembership { org_id, .. } => remove_sorted(&mut user.orgs, org_id),
-                    OwnedFact::TeamMembership { org_id, team_id, .. } => {
-                        remove_sorted(&mut user.teams, &(*org_id, *team_id))
-                    }
+                    OwnedFact::TeamMembership { org_id, team_id, .. } => self
+                        .team_table
+                        .slot((*org_id, *team_id))
+                        .is_some_and(|slot| remove_sorted(&mut user.teams, &slot)),
                     OwnedFact::Team { .. } => false,
                 };
                 if user.is_empty() {
@@ -187,10 +297,14 @@ impl Facts {
                 org_id,
                 team_id,
                 login,
-            } => self
-                .users
-                .get(login)
-                .is_some_and(|u| u.teams.binary_search(&(*org_id, *team_id)).is_ok()),
+            } => {
+                let Some(slot) = self.team_table.slot((*org_id, *team_id)) else {
+                    return false;
+                };
+                self.users
+                    .get(login)
+                    .is_some_and(|u| u.teams.binary_search(&slot).is_ok())
+            }
         }
     }
 
@@ -199,7 +313,7 @@ impl Facts {
         let per_user: usize = self
             .users
             .values()
-            .map(|u| usize::from(u.created) + usize::from(u.grafana_admin) + u.memberships())
+            .map(|u| usize::from(u.created) + usize::from(u.grafana_admin) + u.orgs.len() + u.teams.len())
             .sum();
         per_user + self.teams.len()
     }
@@ -210,7 +324,7 @@ impl Facts {
 
     /// Every fact: per user in login order, then the teams.
     pub fn iter(&self) -> impl Iterator<Item = OwnedFact> + '_ {
-        let users = self.users.iter().flat_map(|(login, facts)| facts.facts(login));
+        let users = self.users().flat_map(|(login, facts)| facts.facts(login));
         let teams = self
             .teams
             .iter()
@@ -219,18 +333,27 @@ impl Facts {
     }
 
     /// The facts about one user (by `login_key`).
-    pub fn user(&self, login: &str) -> Option<&UserFacts> {
-        self.users.get(login)
+    pub fn user(&self, login: &str) -> Option<UserFacts<'_>> {
+        self.users.get(login).map(|user| self.view(user))
     }
 
     /// Every user with facts, in login order.
-    pub fn users(&self) -> impl Iterator<Item = (&str, &UserFacts)> {
-        self.users.iter().map(|(login, facts)| (login.as_str(), facts))
+    pub fn users(&self) -> impl Iterator<Item = (&str, UserFacts<'_>)> {
+        self.users
+            .iter()
+            .map(|(login, user)| (login.as_str(), self.view(user)))
     }
 
     /// Teams idsync created, as `(org_id, team_id)`.
     pub fn teams(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
         self.teams.iter().copied()
+    }
+
+    fn view<'a>(&'a self, user: &'a StoredUser) -> UserFacts<'a> {
+        UserFacts {
+            user,
+            team_table: &self.team_table,
+        }
     }
 }
 
@@ -242,30 +365,81 @@ impl Facts {
 /// lookup by login (a dozen string comparisons) per row was the largest cost of a load.
 #[derive(Debug, Default)]
 pub struct FactsBuilder {
-    users: HashMap<String, UserFacts>,
+    /// Login → index in `entries`.
+    logins: HashMap<String, u32>,
+    entries: Vec<StoredUser>,
+    team_table: TeamTable,
+    /// The team of the previous team membership and its slot: rows come team by team.
+    last_team: Option<((i64, i64), TeamSlot)>,
     /// `(org_id, team_id)` of teams idsync created.
     teams: BTreeSet<(i64, i64)>,
 }
 
+/// A user of a [`FactsBuilder`], as [`FactsBuilder::user`] names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuilderUser(u32);
+
 impl FactsBuilder {
-    /// The facts of one user (by `login_key`), to push to; order and duplicates do not matter.
-    pub fn user(&mut self, login: &str) -> &mut UserFacts {
-        // Two lookups only for a new login; the common case (a known login) borrows without allocating.
-        if !self.users.contains_key(login) {
-            return self.users.entry(login.to_string()).or_default();
+    /// The user named `login` (a `login_key`), added if new. Order and duplicates of facts do not matter.
+    pub fn user(&mut self, login: &str) -> BuilderUser {
+        // Copies the login only when it is new.
+        if let Some(&index) = self.logins.get(login) {
+            return BuilderUser(index);
         }
-        self.users.get_mut(login).expect("checked above")
+        let index = u32::try_from(self.entries.len()).expect("fewer than 2^32 users");
+        self.entries.push(StoredUser::default());
+        self.logins.insert(login.to_string(), index);
+        BuilderUser(index)
     }
 
+    fn entry(&mut self, user: BuilderUser) -> &mut StoredUser {
+        &mut self.entries[user.0 as usize]
+    }
+
+    /// idsync created the user's account.
+    pub fn created(&mut self, user: BuilderUser) {
+        self.entry(user).created = true;
+    }
+
+    /// idsync granted the user the server-admin flag.
+    pub fn grafana_admin(&mut self, user: BuilderUser) {
+        self.entry(user).grafana_admin = true;
+    }
+
+    /// idsync added the user to the org.
+    pub fn org_membership(&mut self, user: BuilderUser, org_id: i64) {
+        self.entry(user).orgs.push(org_id);
+    }
+
+    /// idsync added the user to the team.
+    pub fn team_membership(&mut self, user: BuilderUser, org_id: i64, team_id: i64) {
+        let team = (org_id, team_id);
+        let slot = match self.last_team {
+            Some((last, slot)) if last == team => slot,
+            _ => {
+                let slot = self.team_table.intern(team);
+                self.last_team = Some((team, slot));
+                slot
+            }
+        };
+        self.entry(user).teams.push(slot);
+    }
+
+    /// idsync created the team.
     pub fn team(&mut self, org_id: i64, team_id: i64) {
         self.teams.insert((org_id, team_id));
     }
 
-    pub fn finish(self) -> Facts {
-        let mut users = Vec::with_capacity(self.users.len());
-        for (login, mut user) in self.users {
+    pub fn finish(mut self) -> Facts {
+        let (team_table, renumbered) = self.team_table.sorted();
+        let mut users = Vec::with_capacity(self.logins.len());
+        for (login, index) in self.logins {
+            let mut user = std::mem::take(&mut self.entries[index as usize]);
             user.orgs.sort_unstable();
             user.orgs.dedup();
+            for slot in &mut user.teams {
+                *slot = renumbered[slot.0 as usize];
+            }
             user.teams.sort_unstable();
             user.teams.dedup();
             user.orgs.shrink_to_fit();
@@ -274,10 +448,12 @@ impl FactsBuilder {
                 users.push((login, user));
             }
         }
+        drop(self.entries);
         users.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Facts {
             // Built in bulk from sorted entries, the map's nodes are full.
             users: users.into_iter().collect(),
+            team_table,
             teams: self.teams,
         }
     }
@@ -392,7 +568,7 @@ mod tests {
         assert!(facts.remove(&gone));
         assert!(!facts.remove(&gone));
         assert!(!facts.contains(&gone));
-        assert_eq!(facts.user("alice").map(|u| u.orgs.clone()), Some(vec![2]));
+        assert_eq!(facts.user("alice").map(|u| u.orgs().to_vec()), Some(vec![2]));
         assert_eq!(facts.len(), 5);
 
         // A user with no fact left disappears (managed_users counts users with facts).
@@ -414,8 +590,14 @@ mod tests {
     #[test]
     fn the_builder_sorts_and_dedups_what_it_is_given() {
         let mut builder = FactsBuilder::default();
-        builder.user("bob").teams.extend([(1, 9), (1, 3), (1, 9)]);
-        builder.user("bob").orgs.extend([2, 1, 2]);
+        let bob = builder.user("bob");
+        for (org_id, team_id) in [(1, 9), (1, 3), (1, 9)] {
+            builder.team_membership(bob, org_id, team_id);
+        }
+        for org_id in [2, 1, 2] {
+            let bob = builder.user("bob");
+            builder.org_membership(bob, org_id);
+        }
         builder.user("empty");
         builder.team(1, 3);
         let built = builder.finish();
@@ -447,6 +629,36 @@ mod tests {
         .collect();
         assert_eq!(built, expected);
         assert!(built.user("empty").is_none());
+        // Slots are renumbered in team order: a loaded user's teams come sorted.
+        let teams: Vec<(i64, i64)> = built.user("bob").expect("bob").teams().collect();
+        assert_eq!(teams, [(1, 3), (1, 9)]);
+    }
+
+    #[test]
+    fn sets_with_differently_numbered_teams_compare_by_their_facts() {
+        let member = |team_id: i64, login: &str| OwnedFact::TeamMembership {
+            org_id: 1,
+            team_id,
+            login: login.into(),
+        };
+        // Interned in the order 9, 3 and in the order 3, 9.
+        let forward: Facts = [member(9, "ann"), member(3, "ann"), member(3, "bob")]
+            .into_iter()
+            .collect();
+        let backward: Facts = [member(3, "bob"), member(3, "ann"), member(9, "ann")]
+            .into_iter()
+            .collect();
+        assert_eq!(forward, backward);
+        let mut fewer = backward.clone();
+        assert!(fewer.remove(&member(9, "ann")));
+        assert_ne!(forward, fewer);
+        // A team no fact names is in no user's memberships.
+        assert!(!fewer.contains(&member(4, "ann")));
+        assert!(!fewer.remove(&member(4, "ann")));
+        assert_eq!(
+            fewer.user("ann").map(|u| u.teams().collect::<Vec<_>>()),
+            Some(vec![(1, 3)])
+        );
     }
 
     #[test]

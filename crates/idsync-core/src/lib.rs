@@ -13,7 +13,7 @@ pub mod role;
 pub use desired::{Desired, DesiredUser, ManagedTeam, ReasonId, RoleGrant, RoleGrants, TeamId, TeamRef};
 pub use directory::{DirectorySnapshot, DirectoryUser, GroupMapping, GroupSet, ReadStats};
 pub use event::LoginEvent;
-pub use ledger::{Facts, FactsBuilder, Ledger, OwnedFact, UserFacts};
+pub use ledger::{BuilderUser, Facts, FactsBuilder, Ledger, OwnedFact, UserFacts};
 pub use observed::{Observed, ObservedOrg, ObservedTeam, ObservedUser};
 pub use plan::{Breaker, Change, Kept, Plan, PlannedChange, Reason};
 pub use role::{OrgRef, OrgRole, ParseRoleError};

@@ -32,7 +32,7 @@ pub fn ledger_effects(
     applied: AppliedAs,
     team_id: Option<i64>,
     user_created_by_idsync: bool,
-    login_facts: Option<&UserFacts>,
+    login_facts: Option<UserFacts<'_>>,
 ) -> LedgerEffects {
     let mut effects = LedgerEffects::default();
     let created = applied == AppliedAs::Applied;
@@ -87,17 +87,16 @@ pub fn ledger_effects(
                 org_id: *org_id,
                 login: key.clone(),
             });
-            let teams = login_facts.map_or(&[][..], |facts| &facts.teams[..]);
-            effects.remove.extend(
-                teams
-                    .iter()
-                    .filter(|(o, _)| o == org_id)
-                    .map(|&(org_id, team_id)| OwnedFact::TeamMembership {
+            let teams = login_facts.into_iter().flat_map(|facts| facts.teams());
+            effects
+                .remove
+                .extend(teams.filter(|(o, _)| o == org_id).map(|(org_id, team_id)| {
+                    OwnedFact::TeamMembership {
                         org_id,
                         team_id,
                         login: key.clone(),
-                    }),
-            );
+                    }
+                }));
         }
         Change::DeleteUser { login } => {
             let key = login_key(login);

@@ -321,7 +321,7 @@ impl<'a> Planner<'a> {
             return;
         };
         // Take away what this source granted and no longer grants.
-        for &org_id in &facts.orgs {
+        for &org_id in facts.orgs() {
             if !roles.contains_key(&org_id) && !team_only_orgs.contains_key(&org_id) {
                 let fact = OwnedFact::OrgMembership {
                     org_id,
@@ -330,7 +330,7 @@ impl<'a> Planner<'a> {
                 self.remove_org_membership(org_id, observed_user.id, login, &fact);
             }
         }
-        for &(org_id, team_id) in &facts.teams {
+        for (org_id, team_id) in facts.teams() {
             if !self.grants_team(user, team_id) {
                 let fact = OwnedFact::TeamMembership {
                     org_id,
@@ -340,7 +340,7 @@ impl<'a> Planner<'a> {
                 self.remove_team_membership(team_id, observed_user.id, login, &fact);
             }
         }
-        if facts.grafana_admin && user.roles.grafana_admin.is_empty() && observed_user.is_grafana_admin {
+        if facts.grafana_admin() && user.roles.grafana_admin.is_empty() && observed_user.is_grafana_admin {
             self.add(
                 Change::SetGrafanaAdmin {
                     login: login.to_string(),
@@ -461,7 +461,7 @@ impl<'a> Planner<'a> {
             .own
             .users()
             .filter(|(login, _)| !self.input.desired.users.contains_key(*login));
-        let gone: Vec<(&str, &UserFacts)> = gone.collect();
+        let gone: Vec<(&str, UserFacts<'_>)> = gone.collect();
         for (key, facts) in gone {
             let Some(observed_user) = self.input.observed.users.get(key) else {
                 continue;

@@ -12,7 +12,7 @@
 
 use std::fmt::Write as _;
 
-use idsync_core::{FactsBuilder, Ledger, OwnedFact, UserFacts};
+use idsync_core::{BuilderUser, FactsBuilder, Ledger, OwnedFact};
 
 pub(crate) const USER: &str = "user";
 pub(crate) const ORG_MEMBERSHIP: &str = "org_membership";
@@ -160,20 +160,13 @@ impl<'a> RowFact<'a> {
         }
     }
 
-    /// Adds a user's fact to that user's facts (a team fact is not one: see [`RowFact::add_to`]).
-    fn add_to_user(self, user: &mut UserFacts) {
+    /// Adds a user's fact to that user's facts in `facts` (a team fact is not one: see [`RowFact::add_to`]).
+    fn add_to_user(self, facts: &mut FactsBuilder, user: BuilderUser) {
         match self {
-            RowFact::User { .. } => user.created = true,
-            RowFact::GrafanaAdmin { .. } => user.grafana_admin = true,
-            RowFact::OrgMembership { org_id, .. } => user.orgs.push(org_id),
-            RowFact::TeamMembership { org_id, team_id, .. } => {
-                // A quarter more at a time, not double: a million memberships are held at once while the
-                // ledger loads, before `FactsBuilder::finish` trims each list.
-                if user.teams.len() == user.teams.capacity() {
-                    user.teams.reserve_exact((user.teams.len() / 4).max(4));
-                }
-                user.teams.push((org_id, team_id));
-            }
+            RowFact::User { .. } => facts.created(user),
+            RowFact::GrafanaAdmin { .. } => facts.grafana_admin(user),
+            RowFact::OrgMembership { org_id, .. } => facts.org_membership(user, org_id),
+            RowFact::TeamMembership { org_id, team_id, .. } => facts.team_membership(user, org_id, team_id),
             RowFact::Team { .. } => {}
         }
     }
@@ -185,7 +178,10 @@ impl<'a> RowFact<'a> {
             RowFact::User { login }
             | RowFact::OrgMembership { login, .. }
             | RowFact::TeamMembership { login, .. }
-            | RowFact::GrafanaAdmin { login } => self.add_to_user(facts.user(login)),
+            | RowFact::GrafanaAdmin { login } => {
+                let user = facts.user(login);
+                self.add_to_user(facts, user);
+            }
         }
     }
 }
@@ -224,8 +220,8 @@ impl LedgerBuilder {
     /// the user's entry is kept at hand while they do and looked up again only when the user changes.
     pub(crate) fn add_packed(&mut self, packed: &str) -> Result<(), String> {
         let mut rest = packed;
-        // (own, login, that user's facts) of the previous row.
-        let mut current: Option<(bool, &str, &mut UserFacts)> = None;
+        // (own, login, that user) of the previous row.
+        let mut current: Option<(bool, &str, BuilderUser)> = None;
         while !rest.is_empty() {
             let mut field = || -> Result<&str, String> {
                 let (value, tail) = rest
@@ -255,15 +251,15 @@ impl LedgerBuilder {
             };
             let fact = RowFact::from_columns(kind, login, org_id, team_id)?;
             let Some(login) = fact.login() else {
-                current = None; // it borrows one of the builders
                 fact.add_to(self.side(own));
                 continue;
             };
+            let side = self.side(own);
             let user = match current {
                 Some((was_own, was_login, user)) if was_own == own && was_login == login => user,
-                _ => self.side(own).user(login),
+                _ => side.user(login),
             };
-            fact.add_to_user(user);
+            fact.add_to_user(side, user);
             current = Some((own, login, user));
         }
         Ok(())

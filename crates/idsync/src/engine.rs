@@ -427,7 +427,7 @@ impl Engine {
         let team_ids: Vec<(i64, i64)> = [&ledger.own, &ledger.others]
             .into_iter()
             .filter_map(|facts| facts.user(&key))
-            .flat_map(|facts| facts.teams.iter().copied())
+            .flat_map(|facts| facts.teams())
             .collect();
         let scope = UserScope {
             login: &key,
@@ -643,7 +643,7 @@ impl<'a> Recorder<'a> {
         };
         let key = change.login().map(login_key);
         let login_facts = key.as_deref().and_then(|key| self.ledger.own.user(key));
-        let created = login_facts.is_some_and(|facts| facts.created)
+        let created = login_facts.is_some_and(|facts| facts.created())
             || key.as_ref().is_some_and(|k| self.created_in_run.contains(k));
         let effects = idsync_plan::ledger_effects(change, applied_as, outcome.team_id, created, login_facts);
         for fact in &effects.add {

@@ -352,14 +352,8 @@ pub fn apply_model(plan: &Plan, observed: &mut Observed, ledger: &mut Ledger) {
             });
         }
         let key = change.login().map(login_key);
-        let login_facts = key.as_deref().and_then(|key| ledger.own.user(key)).cloned();
-        let effects = ledger_effects(
-            change,
-            AppliedAs::Applied,
-            team_id,
-            created_user,
-            login_facts.as_ref(),
-        );
+        let login_facts = key.as_deref().and_then(|key| ledger.own.user(key));
+        let effects = ledger_effects(change, AppliedAs::Applied, team_id, created_user, login_facts);
         for fact in effects.remove {
             ledger.own.remove(&fact);
         }

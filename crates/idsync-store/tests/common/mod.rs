@@ -663,23 +663,21 @@ pub async fn ledger_load_timing(store: &Store, label: &str, users: usize) {
             ledger
                 .own
                 .user(&last)
-                .map(|u| (u.created, u.orgs.clone(), u.teams.len())),
+                .map(|u| (u.created(), u.orgs().to_vec(), u.teams().count())),
             Some((true, vec![1], TEAMS_PER_USER))
         );
     }
 }
 
-/// A lower bound of the memory `facts` hold: per user its login, its map entry and its membership
-/// vectors (by capacity); not the map's node overhead or the allocator's.
+/// A lower bound of the memory `facts` hold: per user its login, its map entry (a string, two flags and
+/// two vectors) and its memberships (an i64 per org, a u32 team slot per team); not the map's node
+/// overhead, spare capacity or the allocator's.
 fn facts_bytes(facts: &Facts) -> usize {
+    let entry = size_of::<String>() + 2 * size_of::<Vec<i64>>() + 2 * size_of::<bool>();
     let users: usize = facts
         .users()
         .map(|(login, user)| {
-            login.len()
-                + size_of::<String>()
-                + size_of::<idsync_core::UserFacts>()
-                + user.orgs.capacity() * size_of::<i64>()
-                + user.teams.capacity() * size_of::<(i64, i64)>()
+            login.len() + entry + size_of_val(user.orgs()) + user.teams().count() * size_of::<u32>()
         })
         .sum();
     users + facts.teams().count() * size_of::<(i64, i64)>()
