@@ -52,6 +52,9 @@ pub struct BenchArgs {
     /// print the config to use; stop with Ctrl-C.
     #[arg(long)]
     hold: bool,
+    /// Run only the throughput run (e), skipping the full sync and resyncs of W; for working on (e).
+    #[arg(long, conflicts_with = "hold")]
+    only_throughput: bool,
 }
 
 struct Shape {
@@ -107,13 +110,27 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
+    if !args.only_throughput {
+        resyncs_of_w(&args, &shape, &bin, &work, &slapd)?;
+    }
+    throughput(&args, &shape, &bin, &work, &slapd)
+}
+
+/// The full sync of W, then (a)–(d) over no-op resyncs (or, with `--hold`, the held W).
+fn resyncs_of_w(
+    args: &BenchArgs,
+    shape: &Shape,
+    bin: &Path,
+    work: &Path,
+    slapd: &Slapd,
+) -> anyhow::Result<()> {
     // Full sync of W into an emulator without latency.
-    let grafana = EmulatorProcess::start(&bin, PASSWORD, 0)?;
+    let grafana = EmulatorProcess::start(bin, PASSWORD, 0)?;
     create_orgs(&grafana.url)?;
     let config = write_config(&work.join("w"), &slapd.url(), &grafana.url, "(uid=%s)", 8)?;
     let first = timed_idsync(
-        &bin,
-        &work,
+        bin,
+        work,
         &["sync", "--json", "--timings", "--force", "-c", &config],
     )?;
     let writes_after_first = writes(&grafana.url)?;
@@ -142,7 +159,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     for round in 1..=ROUNDS {
         let ldapsearch_s = raw_ldapsearch(&slapd.url())?;
         let before = writes(&grafana.url)?;
-        let resync = timed_idsync(&bin, &work, &["sync", "--json", "--timings", "-c", &config])?;
+        let resync = timed_idsync(bin, work, &["sync", "--json", "--timings", "-c", &config])?;
         let resync_writes = writes(&grafana.url)? - before;
         let t = &resync.json["timings"];
         let ms = |k: &str| t[k].as_f64().unwrap_or(0.0) / 1000.0;
@@ -195,11 +212,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "(d) LDAP operations per full read: {} (bound ⌈users/1000⌉ + ⌈groups/1000⌉ = {ops_bound})",
         rounds.iter().map(|r| r.ldap_operations).max().unwrap_or(0)
     );
-    drop(grafana);
+    let resync_writes: u64 = rounds.iter().map(|r| r.writes).sum();
+    if resync_writes != 0 {
+        bail!("the no-op resyncs wrote {resync_writes} times");
+    }
+    Ok(())
+}
 
-    // (e): first sync of a slice against an emulator with write latency.
+/// (e): first sync of a slice against an emulator with write latency.
+fn throughput(args: &BenchArgs, shape: &Shape, bin: &Path, work: &Path, slapd: &Slapd) -> anyhow::Result<()> {
     let latency = args.write_latency_ms;
-    let grafana = EmulatorProcess::start(&bin, PASSWORD, latency)?;
+    let grafana = EmulatorProcess::start(bin, PASSWORD, latency)?;
     create_orgs(&grafana.url)?;
     let filter = format!("(&(uid=%s)(uid={}))", shape.slice_filter);
     let config = write_config(
@@ -212,8 +235,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let before = EmulatorStats::read(&grafana.url)?;
     let emulator_cpu_before = grafana.cpu_seconds()?;
     let slice = timed_idsync(
-        &bin,
-        &work,
+        bin,
+        work,
         &["sync", "--json", "--timings", "--force", "-c", &config],
     )?;
     let after = EmulatorStats::read(&grafana.url)?;
@@ -243,10 +266,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         1e6 * emulator_cpu_s / slice_writes.max(1) as f64,
         std::thread::available_parallelism().map_or(1, usize::from)
     );
-    let resync_writes: u64 = rounds.iter().map(|r| r.writes).sum();
-    if resync_writes != 0 {
-        bail!("the no-op resyncs wrote {resync_writes} times");
-    }
     Ok(())
 }
 
