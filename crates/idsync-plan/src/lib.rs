@@ -10,11 +10,12 @@
 pub mod effects;
 pub mod policy;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::iter::Peekable;
 
 use idsync_core::{
-    Breaker, Change, Desired, DesiredUser, Kept, Ledger, Observed, ObservedTeam, OrgRef, OrgRole, OwnedFact,
-    Plan, PlannedChange, Reason, ReasonId, TeamId, UserFacts,
+    Breaker, Change, Desired, DesiredUser, Kept, Ledger, Observed, ObservedTeam, ObservedUser, OrgRef,
+    OrgRole, OwnedFact, Plan, PlannedChange, Reason, ReasonId, TeamId, UserFacts,
 };
 
 pub use effects::{AppliedAs, LedgerEffects, ledger_effects};
@@ -63,6 +64,11 @@ struct Planner<'a> {
     /// Grafana team id → the desired teams that resolve to it (rules may name one team by org id and by
     /// org name).
     desired_team_by_id: HashMap<i64, Vec<TeamId>>,
+    /// Per desired team ([`TeamId`] index): the Grafana ids of the users it is granted to who exist in
+    /// Grafana, sorted.
+    desired_members: Vec<Vec<i64>>,
+    /// `(desired team index, Grafana user id)` of users granted a team that exists in Grafana and not in it.
+    missing_members: HashSet<(u32, i64)>,
     /// Members of authoritative teams that idsync did not add: they count as managed for the breaker.
     authoritative_unowned: usize,
 }
@@ -73,13 +79,21 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     planner.plan_teams();
     match input.scope {
         None => {
+            // The three maps are sorted by login key: read them side by side rather than search two per user.
+            let mut observed = SortedCursor::new(input.observed.users.iter().map(|(k, u)| (k.as_str(), u)));
+            let mut facts = SortedCursor::new(input.ledger.own.users());
             for (key, user) in &input.desired.users {
-                planner.plan_present_user(key, user);
+                planner.plan_present_user(key, user, observed.seek(key), facts.seek(key));
             }
             planner.plan_gone_users();
         }
         Some(key) => match input.desired.users.get_key_value(key) {
-            Some((key, user)) => planner.plan_present_user(key, user),
+            Some((key, user)) => planner.plan_present_user(
+                key,
+                user,
+                input.observed.users.get(key),
+                input.ledger.own.user(key),
+            ),
             None => {
                 planner.warnings.insert(format!(
                     "{key} is not in the directory; full syncs handle deprovisioning"
@@ -105,11 +119,12 @@ impl<'a> Planner<'a> {
                 );
             }
         }
-        let users_by_id = input
+        let mut desired_users = SortedCursor::new(input.desired.users.iter().map(|(k, u)| (k.as_str(), u)));
+        let users_by_id: HashMap<i64, (&str, Option<&DesiredUser>)> = input
             .observed
             .users
             .iter()
-            .map(|(key, user)| (user.id, (key.as_str(), input.desired.users.get(key))))
+            .map(|(key, user)| (user.id, (key.as_str(), desired_users.seek(key))))
             .collect();
         let mut planner = Planner {
             input,
@@ -120,6 +135,8 @@ impl<'a> Planner<'a> {
             users_by_id,
             resolved: Vec::new(),
             desired_team_by_id: HashMap::new(),
+            desired_members: Vec::new(),
+            missing_members: HashSet::new(),
             authoritative_unowned: 0,
         };
         for (id, managed) in input.desired.teams() {
@@ -135,6 +152,21 @@ impl<'a> Planner<'a> {
                 planner.desired_team_by_id.entry(team.id).or_default().push(id);
             }
             planner.resolved.push(resolved);
+        }
+        planner.desired_members = vec![Vec::new(); planner.resolved.len()];
+        for (&user_id, (_, desired_user)) in &planner.users_by_id {
+            for (team, _) in desired_user.iter().flat_map(|u| u.team_grants()) {
+                planner.desired_members[team.0 as usize].push(user_id);
+            }
+        }
+        for (index, members) in planner.desired_members.iter_mut().enumerate() {
+            members.sort_unstable();
+            let Some(observed) = planner.resolved[index].and_then(|r| r.observed) else {
+                continue;
+            };
+            let team = u32::try_from(index).expect("team ids are u32");
+            let missing = merge_difference(&*members, &observed.members);
+            planner.missing_members.extend(missing.map(|id| (team, id)));
         }
         planner
     }
@@ -191,20 +223,30 @@ impl<'a> Planner<'a> {
                 );
                 continue;
             };
-            // The desired teams that are this Grafana team (usually just `id`), looked up once per team.
-            let same_team: Vec<TeamId> = self
-                .desired_team_by_id
-                .get(&observed_team.id)
-                .cloned()
-                .unwrap_or_default();
-            for member_id in &observed_team.members {
+            // Who some rule puts in this Grafana team: the desired teams that are it are usually just `id`.
+            let same_team = self.desired_team_by_id.get(&observed_team.id);
+            let granted: Vec<i64> = match same_team.map(Vec::as_slice) {
+                Some([_, _, ..]) => {
+                    let mut ids: Vec<i64> = same_team
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|team| self.desired_members[team.0 as usize].iter().copied())
+                        .collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    ids
+                }
+                _ => std::mem::take(&mut self.desired_members[id.0 as usize]),
+            };
+            let ungranted: Vec<i64> = merge_difference(&observed_team.members, &granted).collect();
+            if same_team.is_none_or(|teams| teams.len() < 2) {
+                self.desired_members[id.0 as usize] = granted;
+            }
+            for member_id in &ungranted {
                 let Some(&(login, desired_user)) = self.users_by_id.get(member_id) else {
                     continue;
                 };
                 if scope.is_some_and(|key| key != login) {
-                    continue;
-                }
-                if desired_user.is_some_and(|u| same_team.iter().any(|team| u.has_team(*team))) {
                     continue;
                 }
                 let fact = OwnedFact::TeamMembership {
@@ -257,8 +299,13 @@ impl<'a> Planner<'a> {
             .unwrap_or_else(|| key.to_string())
     }
 
-    fn plan_present_user(&mut self, key: &str, user: &'a DesiredUser) {
-        let observed_user = self.input.observed.users.get(key);
+    fn plan_present_user(
+        &mut self,
+        key: &str,
+        user: &'a DesiredUser,
+        observed_user: Option<&'a ObservedUser>,
+        facts: Option<UserFacts<'a>>,
+    ) {
         let login: &str = observed_user.map_or(&user.login, |u| &u.login);
 
         // Resolve grants to org ids. Role mappings first; orgs joined only through a team get the policy role.
@@ -317,7 +364,7 @@ impl<'a> Planner<'a> {
         let Some(observed_user) = observed_user else {
             return;
         };
-        let Some(facts) = self.input.ledger.own.user(key) else {
+        let Some(facts) = facts else {
             return;
         };
         // Take away what this source granted and no longer grants.
@@ -404,10 +451,8 @@ impl<'a> Planner<'a> {
             let Some(resolved) = self.resolved[team.0 as usize] else {
                 continue;
             };
-            let is_member = resolved
-                .observed
-                .zip(user_id)
-                .is_some_and(|(t, id)| t.members.contains(&id));
+            let is_member = resolved.observed.is_some()
+                && user_id.is_some_and(|id| !self.missing_members.contains(&(team.0, id)));
             if !is_member {
                 let change = Change::AddTeamMember {
                     org_id: resolved.org_id,
@@ -457,10 +502,11 @@ impl<'a> Planner<'a> {
     /// Users this source manages that the directory no longer has.
     fn plan_gone_users(&mut self) {
         let ledger = self.input.ledger;
+        let mut desired = SortedCursor::new(self.input.desired.users.iter().map(|(k, u)| (k.as_str(), u)));
         let gone = ledger
             .own
             .users()
-            .filter(|(login, _)| !self.input.desired.users.contains_key(*login));
+            .filter(|(login, _)| desired.seek(login).is_none());
         let gone: Vec<(&str, UserFacts<'_>)> = gone.collect();
         for (key, facts) in gone {
             let Some(observed_user) = self.input.observed.users.get(key) else {
@@ -570,5 +616,67 @@ pub fn breaker_verdict(
         managed_users,
         max_percent: policy.max_removals_percent,
         tripped,
+    }
+}
+
+/// Finds values by key in a sequence sorted by key, for keys asked in increasing order: a merge join, which
+/// reads each map once in order instead of searching it for every key.
+struct SortedCursor<I: Iterator> {
+    entries: Peekable<I>,
+}
+
+impl<'k, V, I: Iterator<Item = (&'k str, V)>> SortedCursor<I> {
+    fn new(entries: I) -> Self {
+        SortedCursor {
+            entries: entries.peekable(),
+        }
+    }
+
+    /// The value of `key`, if the sequence has it; keys before it are skipped for good.
+    fn seek(&mut self, key: &str) -> Option<V> {
+        while self.entries.next_if(|(k, _)| *k < key).is_some() {}
+        self.entries.next_if(|(k, _)| *k == key).map(|(_, value)| value)
+    }
+}
+
+/// The ids of `from` that are not in `without`, both ascending, by one pass over each.
+fn merge_difference<'s>(
+    from: impl IntoIterator<Item = &'s i64>,
+    without: impl IntoIterator<Item = &'s i64>,
+) -> impl Iterator<Item = i64> {
+    let mut without = without.into_iter().copied().peekable();
+    from.into_iter().copied().filter(move |&id| {
+        while without.next_if(|&other| other < id).is_some() {}
+        without.peek() != Some(&id)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sorted_cursor_finds_keys_asked_in_order_and_skips_the_rest() {
+        let map: BTreeMap<String, u32> = [("alice", 1), ("bob", 2), ("dave", 4), ("erin", 5)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let mut cursor = SortedCursor::new(map.iter().map(|(k, v)| (k.as_str(), *v)));
+        let found: Vec<Option<u32>> = ["aaron", "bob", "carol", "dave", "zoe"]
+            .into_iter()
+            .map(|key| cursor.seek(key))
+            .collect();
+        assert_eq!(found, [None, Some(2), None, Some(4), None]);
+        // Past the end it stays empty.
+        assert_eq!(cursor.seek("zz"), None);
+    }
+
+    #[test]
+    fn merge_difference_keeps_what_the_other_side_lacks() {
+        let from = [1, 3, 5, 7, 9];
+        let without: BTreeSet<i64> = [0, 3, 4, 9, 12].into_iter().collect();
+        assert_eq!(merge_difference(&from, &without).collect::<Vec<_>>(), [1, 5, 7]);
+        assert_eq!(merge_difference(&from, &[]).collect::<Vec<_>>(), from);
+        assert_eq!(merge_difference(&[], &without).count(), 0);
     }
 }
