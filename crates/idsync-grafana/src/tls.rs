@@ -1,15 +1,10 @@
 //! The rustls client configuration: ring as the crypto provider, the platform's trust store by default, a
 //! configured CA bundle instead of it, or (tests only) no verification at all.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use idsync_tls::AcceptAnyCertificate;
 
 use crate::error::GrafanaError;
 
@@ -27,7 +22,7 @@ pub(crate) fn client_config(
     let mut config = if insecure_skip_verify {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate::new(provider)))
             .with_no_client_auth()
     } else if let Some(path) = ca_cert {
         builder
@@ -46,63 +41,15 @@ pub(crate) fn client_config(
 }
 
 fn load_roots(path: &Path) -> Result<rustls::RootCertStore, GrafanaError> {
-    let shown = path.display();
-    let file =
-        File::open(path).map_err(|e| GrafanaError::config(format!("cannot read ca_cert {shown}: {e}")))?;
+    let certs =
+        idsync_tls::read_pem_certs(path).map_err(|e| GrafanaError::config(format!("ca_cert: {e}")))?;
     let mut roots = rustls::RootCertStore::empty();
-    let mut count = 0usize;
-    for cert in rustls_pemfile::certs(&mut BufReader::new(file)) {
-        let cert = cert.map_err(|e| GrafanaError::config(format!("invalid PEM in ca_cert {shown}: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| GrafanaError::config(format!("invalid certificate in ca_cert {shown}: {e}")))?;
-        count += 1;
-    }
-    if count == 0 {
-        return Err(GrafanaError::config(format!(
-            "ca_cert {shown} contains no PEM certificate"
-        )));
+    for cert in certs {
+        roots.add(cert).map_err(|e| {
+            GrafanaError::config(format!("invalid certificate in ca_cert {}: {e}", path.display()))
+        })?;
     }
     Ok(roots)
-}
-
-/// Accepts any server certificate (still checks handshake signatures). Only with `insecure_skip_verify`.
-#[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]
@@ -114,7 +61,11 @@ mod tests {
         assert!(client_config(None, false).is_ok());
         assert!(client_config(None, true).is_ok());
         let err = client_config(Some(Path::new("/nonexistent/ca.pem")), false).unwrap_err();
-        assert!(err.to_string().contains("cannot read ca_cert"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("ca_cert: cannot read /nonexistent/ca.pem"),
+            "{err}"
+        );
 
         let dir = std::env::temp_dir().join(format!("idsync-grafana-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -7,10 +7,9 @@ use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use idsync_tls::{AcceptAnyCertificate, read_pem_certs};
+use rustls::pki_types::PrivateKeyDer;
+use rustls::{ClientConfig, RootCertStore};
 
 use crate::error::LdapError;
 use crate::settings::ServerSettings;
@@ -39,14 +38,14 @@ pub(crate) fn client_config(server: &ServerSettings, index: usize) -> Result<Arc
         );
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate::new(provider)))
     } else {
         builder.with_root_certificates(root_store(server, index)?)
     };
     let config = if server.client_cert.trim().is_empty() {
         builder.with_no_client_auth()
     } else {
-        let certs = read_certs(Path::new(server.client_cert.trim()))
+        let certs = read_pem_certs(Path::new(server.client_cert.trim()))
             .map_err(|e| LdapError::config(format!("client_cert: {e}")).at_server(index))?;
         let key = read_key(Path::new(server.client_key.trim()))
             .map_err(|e| LdapError::config(format!("client_key: {e}")).at_server(index))?;
@@ -75,7 +74,7 @@ fn root_store(server: &ServerSettings, index: usize) -> Result<RootCertStore, Ld
         return Ok(roots);
     }
     for path in paths {
-        let certs = read_certs(&path)
+        let certs = read_pem_certs(&path)
             .map_err(|e| LdapError::config(format!("root_ca_cert: {e}")).at_server(index))?;
         for cert in certs {
             roots.add(cert).map_err(|e| {
@@ -86,60 +85,9 @@ fn root_store(server: &ServerSettings, index: usize) -> Result<RootCertStore, Ld
     Ok(roots)
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let certs = rustls_pemfile::certs(&mut BufReader::new(file))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate found", path.display()));
-    }
-    Ok(certs)
-}
-
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     rustls_pemfile::private_key(&mut BufReader::new(file))
         .map_err(|e| format!("{}: {e}", path.display()))?
         .ok_or_else(|| format!("{}: no PEM private key found", path.display()))
-}
-
-/// `ssl_skip_verify`: accepts any certificate chain and name, but still checks that the handshake is signed
-/// by the presented certificate's key.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
