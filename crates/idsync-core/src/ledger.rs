@@ -74,6 +74,10 @@ impl StoredUser {
     fn is_empty(&self) -> bool {
         !self.created && !self.grafana_admin && self.orgs.is_empty() && self.teams.is_empty()
     }
+
+    fn memberships(&self) -> usize {
+        self.orgs.len() + self.teams.len()
+    }
 }
 
 /// A team of a [`TeamTable`].
@@ -172,7 +176,7 @@ impl<'a> UserFacts<'a> {
 
     /// Memberships (org and team) among the facts.
     pub fn memberships(&self) -> usize {
-        self.user.orgs.len() + self.user.teams.len()
+        self.user.memberships()
     }
 
     /// The team memberships, sorted, for comparing users of two sets (whose slots differ).
@@ -313,7 +317,7 @@ impl Facts {
         let per_user: usize = self
             .users
             .values()
-            .map(|u| usize::from(u.created) + usize::from(u.grafana_admin) + u.orgs.len() + u.teams.len())
+            .map(|u| usize::from(u.created) + usize::from(u.grafana_admin) + u.memberships())
             .sum();
         per_user + self.teams.len()
     }

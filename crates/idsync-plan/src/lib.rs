@@ -225,23 +225,18 @@ impl<'a> Planner<'a> {
             };
             // Who some rule puts in this Grafana team: the desired teams that are it are usually just `id`.
             let same_team = self.desired_team_by_id.get(&observed_team.id);
-            let granted: Vec<i64> = match same_team.map(Vec::as_slice) {
-                Some([_, _, ..]) => {
-                    let mut ids: Vec<i64> = same_team
-                        .into_iter()
-                        .flatten()
+            let ungranted: Vec<i64> = match same_team.map(Vec::as_slice) {
+                Some(teams @ [_, _, ..]) => {
+                    let mut granted: Vec<i64> = teams
+                        .iter()
                         .flat_map(|team| self.desired_members[team.0 as usize].iter().copied())
                         .collect();
-                    ids.sort_unstable();
-                    ids.dedup();
-                    ids
+                    granted.sort_unstable();
+                    granted.dedup();
+                    merge_difference(&observed_team.members, &granted).collect()
                 }
-                _ => std::mem::take(&mut self.desired_members[id.0 as usize]),
+                _ => merge_difference(&observed_team.members, &self.desired_members[id.0 as usize]).collect(),
             };
-            let ungranted: Vec<i64> = merge_difference(&observed_team.members, &granted).collect();
-            if same_team.is_none_or(|teams| teams.len() < 2) {
-                self.desired_members[id.0 as usize] = granted;
-            }
             for member_id in &ungranted {
                 let Some(&(login, desired_user)) = self.users_by_id.get(member_id) else {
                     continue;
